@@ -1,0 +1,1 @@
+"""Hydra configs shipped with gantrans (the top-level configs/ folder of the repository)."""

@@ -1,0 +1,295 @@
+"""Dataclass schemas for every config group, registered in Hydra's ConfigStore.
+
+Each YAML file under configs/ names one of these schemas first in its defaults list, so Hydra
+checks keys and types while it composes: a misspelt key or a value of the wrong type stops the
+run before any work is done. Checks that need more than one value (a crop larger than the load
+size, say) live in `check_train_config`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+from gantrans.errors import ConfigError
+
+
+class Norm(str, Enum):
+    instance = "instance"
+    batch = "batch"
+    none = "none"
+
+
+class PaddingType(str, Enum):
+    reflect = "reflect"
+    replicate = "replicate"
+    zero = "zero"
+
+
+class InitType(str, Enum):
+    normal = "normal"
+    xavier = "xavier"
+    kaiming = "kaiming"
+    orthogonal = "orthogonal"
+
+
+class GanMode(str, Enum):
+    lsgan = "lsgan"
+    bce = "bce"
+    wgangp = "wgangp"
+
+
+class Precision(str, Enum):
+    fp32 = "fp32"
+    bf16 = "bf16"
+    fp16 = "fp16"
+
+
+class Direction(str, Enum):
+    AtoB = "AtoB"
+    BtoA = "BtoA"
+
+
+# ---------------------------------------------------------------------------------------------
+# dataset group
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class DatasetConfig:
+    name: str = MISSING
+    channels: int = 3  # 1 = grayscale, 3 = RGB; sets the networks' input and output channels
+
+
+@dataclass
+class ShapesDatasetConfig(DatasetConfig):
+    name: str = "shapes"
+    image_size: int = 32
+    train_size: int = 2000
+    test_size: int = 200
+    seed: int = 0
+
+
+@dataclass
+class FolderDatasetConfig(DatasetConfig):
+    name: str = "folder"
+    root: str = MISSING
+    load_size: int = 286
+    crop_size: int = 256
+    flip: bool = True
+    preprocess: str = "resize_and_crop"  # resize_and_crop | crop | scale_width_and_crop | none
+    max_items: int | None = None
+
+
+# ---------------------------------------------------------------------------------------------
+# model group (the generators G_A: A->B and G_B: B->A share one architecture)
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class GeneratorConfig:
+    name: str = MISSING
+    ngf: int = 64
+    norm: Norm = Norm.instance
+    dropout: bool = False
+    init_type: InitType = InitType.normal
+    init_gain: float = 0.02
+
+
+@dataclass
+class ResnetGeneratorConfig(GeneratorConfig):
+    name: str = "resnet"
+    n_blocks: int = 9
+    padding_type: PaddingType = PaddingType.reflect
+
+
+@dataclass
+class UnetGeneratorConfig(GeneratorConfig):
+    name: str = "unet"
+    num_downs: int = 8
+
+
+# ---------------------------------------------------------------------------------------------
+# discriminator group
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class DiscriminatorConfig:
+    name: str = MISSING
+    ndf: int = 64
+    norm: Norm = Norm.instance
+    init_type: InitType = InitType.normal
+    init_gain: float = 0.02
+
+
+@dataclass
+class PatchGANConfig(DiscriminatorConfig):
+    name: str = "patchgan"
+    n_layers: int = 3  # 3 = the 70x70 PatchGAN
+
+
+@dataclass
+class PixelDiscriminatorConfig(DiscriminatorConfig):
+    name: str = "pixel"
+
+
+# ---------------------------------------------------------------------------------------------
+# loss group
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class LossConfig:
+    name: GanMode = GanMode.lsgan
+    lambda_cycle: float = 10.0  # weight of ||G_B(G_A(A)) - A||_1 and ||G_A(G_B(B)) - B||_1
+    # identity weight, relative to lambda_cycle as in the reference: ||G_A(B) - B||_1 is weighted
+    # lambda_cycle * lambda_identity (10 * 0.5 = 5 by default); 0 switches the identity terms off
+    lambda_identity: float = 0.5
+    lambda_gp: float = 10.0  # gradient-penalty weight, wgangp only
+    critic_steps: int = (
+        1  # discriminator steps per generator step (the generator steps every N batches)
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# train (primary config of `gantrans train`)
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class TrainLoopConfig:
+    batch_size: int = 1
+    n_epochs: int = 100  # epochs at the initial learning rate
+    n_epochs_decay: int = 100  # epochs of linear decay to zero after that
+    max_steps: int | None = None  # stop after this many steps (smoke runs, benchmarks)
+    lr: float = 2e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+    pool_size: int = 50  # image history buffer per domain; 0 disables it
+    num_workers: int = 2
+    log_every: int = 50  # steps between scalar logs
+    image_every: int = 500  # steps between image grids (and one at the end)
+    checkpoint_every: int = (
+        1000  # steps between checkpoints (one is also written each epoch and at the end)
+    )
+    num_samples: int = 4  # images per domain in the grids
+    progress: bool = True  # tqdm progress bar
+
+
+@dataclass
+class TrainConfig:
+    dataset: Any = MISSING
+    model: Any = MISSING
+    discriminator: Any = MISSING
+    loss: Any = MISSING
+    train: TrainLoopConfig = field(default_factory=TrainLoopConfig)
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    precision: Precision = Precision.fp32
+    resume: str | None = None  # null | auto | path to a checkpoint
+
+
+@dataclass
+class TranslateConfig:
+    ckpt: str = MISSING
+    input_dir: str = MISSING
+    output_dir: str | None = None  # default: translated/<input folder name>_<direction>
+    direction: Direction = Direction.AtoB
+    batch_size: int = 8
+    device: str = "auto"
+    precision: Precision = Precision.fp32
+    progress: bool = True
+
+
+def register_configs() -> None:
+    """Register every schema in Hydra's ConfigStore (idempotent)."""
+    cs = ConfigStore.instance()
+    cs.store(name="train_schema", node=TrainConfig)
+    cs.store(name="translate_schema", node=TranslateConfig)
+    cs.store(group="dataset", name="shapes_schema", node=ShapesDatasetConfig)
+    cs.store(group="dataset", name="folder_schema", node=FolderDatasetConfig)
+    cs.store(group="model", name="resnet_schema", node=ResnetGeneratorConfig)
+    cs.store(group="model", name="unet_schema", node=UnetGeneratorConfig)
+    cs.store(group="discriminator", name="patchgan_schema", node=PatchGANConfig)
+    cs.store(group="discriminator", name="pixel_schema", node=PixelDiscriminatorConfig)
+    cs.store(group="loss", name="loss_schema", node=LossConfig)
+
+
+def to_plain(cfg: DictConfig | Any) -> Any:
+    """A resolved config as plain Python containers, enums as their string values."""
+    if isinstance(cfg, DictConfig):
+        return OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+    return cfg
+
+
+def _positive(value: Any, key: str) -> None:
+    if value is not None and value <= 0:
+        raise ConfigError(f"{key} must be positive, got {value}")
+
+
+def check_known_keys(cfg: DictConfig, prefix: str = "") -> None:
+    """Refuse keys that a section's schema does not define (Hydra lets `+key=value` add them)."""
+    schema = OmegaConf.get_type(cfg)
+    if dataclasses.is_dataclass(schema):
+        known = {f.name for f in dataclasses.fields(schema)}
+        for key in cfg.keys():
+            if key not in known:
+                raise ConfigError(
+                    f"{prefix}{key} is not an option of {schema.__name__}; "
+                    f"known keys: {', '.join(sorted(known))}"
+                )
+    for key in cfg.keys():
+        node = cfg._get_node(key)
+        if isinstance(node, DictConfig):
+            check_known_keys(node, f"{prefix}{key}.")
+
+
+def check_train_config(cfg: DictConfig) -> None:
+    """Checks across values that the schemas cannot express; raises ConfigError (one line)."""
+    check_known_keys(cfg)
+    t = cfg.train
+    for key in ("batch_size", "log_every", "image_every", "checkpoint_every", "num_samples"):
+        _positive(t[key], f"train.{key}")
+    _positive(t.max_steps, "train.max_steps")
+    _positive(t.lr, "train.lr")
+    if t.n_epochs < 0 or t.n_epochs_decay < 0 or t.n_epochs + t.n_epochs_decay == 0:
+        raise ConfigError(
+            "train.n_epochs and train.n_epochs_decay must be >= 0 and not both 0 "
+            f"(got {t.n_epochs} and {t.n_epochs_decay})"
+        )
+    if t.num_workers < 0 or t.pool_size < 0:
+        raise ConfigError("train.num_workers and train.pool_size must be >= 0")
+    if cfg.dataset.channels not in (1, 3):
+        raise ConfigError(f"dataset.channels must be 1 or 3, got {cfg.dataset.channels}")
+    if "crop_size" in cfg.dataset and "load_size" in cfg.dataset:
+        if cfg.dataset.crop_size > cfg.dataset.load_size and cfg.dataset.get("preprocess") not in (
+            "crop",
+            "none",
+        ):
+            raise ConfigError(
+                f"dataset.crop_size={cfg.dataset.crop_size} is larger than "
+                f"dataset.load_size={cfg.dataset.load_size}: set crop_size <= load_size"
+            )
+    for key in ("ngf",):
+        _positive(cfg.model[key], f"model.{key}")
+    _positive(cfg.discriminator.ndf, "discriminator.ndf")
+    if cfg.model.name == "resnet" and cfg.model.n_blocks < 0:
+        raise ConfigError(f"model.n_blocks must be >= 0, got {cfg.model.n_blocks}")
+    if cfg.model.name == "unet" and cfg.model.num_downs < 5:
+        raise ConfigError(f"model.num_downs must be at least 5, got {cfg.model.num_downs}")
+    if cfg.discriminator.name == "patchgan" and cfg.discriminator.n_layers < 1:
+        raise ConfigError(f"discriminator.n_layers must be >= 1, got {cfg.discriminator.n_layers}")
+    if cfg.loss.critic_steps < 1:
+        raise ConfigError(f"loss.critic_steps must be >= 1, got {cfg.loss.critic_steps}")
+    if cfg.loss.lambda_cycle < 0 or cfg.loss.lambda_identity < 0 or cfg.loss.lambda_gp < 0:
+        raise ConfigError("loss.lambda_cycle, loss.lambda_identity and loss.lambda_gp must be >= 0")
+    size = image_size(cfg.dataset)
+    if cfg.model.name == "unet" and size % (2**cfg.model.num_downs):
+        raise ConfigError(
+            f"model=unet with num_downs={cfg.model.num_downs} needs images whose side is a multiple "
+            f"of {2**cfg.model.num_downs}, but the dataset gives {size}: pick unet128 for 128 px, "
+            "unet256 for 256 px, or change the crop size"
+        )
+
+
+def image_size(dataset_cfg: DictConfig) -> int:
+    """The side of the square training images a dataset config produces."""
+    if "crop_size" in dataset_cfg:
+        return int(dataset_cfg.crop_size)
+    return int(dataset_cfg.image_size)
