@@ -1,0 +1,80 @@
+"""Data layer: domain datasets (shapes, folder), unpaired pairing, seeded sampling, image I/O."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from .folder import FolderDomain, build_folder
+from .imageio import (
+    IMAGE_EXTENSIONS,
+    DataError,
+    list_images,
+    open_image,
+    pil_to_tensor,
+    tensor_to_pil,
+)
+from .shapes import ShapesDomain, build_shapes
+from .transforms import derive_seed
+from .unpaired import DomainDataset, UnpairedDataset, UnpairedSampler
+
+DomainBuilder = Callable[[Mapping[str, Any], str, int], tuple[DomainDataset, DomainDataset]]
+"""``builder(cfg, split, channels) -> (domain_a, domain_b)``."""
+
+DATASETS: dict[str, DomainBuilder] = {
+    "shapes": build_shapes,
+    "folder": build_folder,
+}
+"""Dataset name (``dataset.name``) -> builder. Add an entry to plug in a new dataset."""
+
+SPLITS: tuple[str, ...] = ("train", "test")
+
+
+def build_domains(
+    cfg: Mapping[str, Any], split: str, channels: int
+) -> tuple[DomainDataset, DomainDataset]:
+    """Build the two domains of the configured dataset for one split.
+
+    Args:
+        cfg: The dataset config section as a plain dict (``name`` plus the dataset's keys).
+        split: "train" or "test". For "test" when the dataset has no test split, the train
+            domains are returned, to be loaded with the test-time transform (with a warning).
+        channels: 1 (grayscale) or 3 (RGB).
+
+    Returns:
+        (domain_a, domain_b).
+
+    Raises:
+        DataError: Unknown dataset name or any data problem the user can fix.
+        ValueError: An invalid ``split`` or ``channels`` (a programming error).
+    """
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    if channels not in (1, 3):
+        raise ValueError(f"channels must be 1 or 3, got {channels!r}")
+    name = cfg.get("name", "shapes")
+    builder = DATASETS.get(name) if isinstance(name, str) else None
+    if builder is None:
+        raise DataError(
+            f"dataset.name={name!r} is unknown: choose one of {', '.join(sorted(DATASETS))}"
+        )
+    return builder(cfg, split, channels)
+
+
+__all__ = [
+    "DATASETS",
+    "IMAGE_EXTENSIONS",
+    "DataError",
+    "DomainBuilder",
+    "DomainDataset",
+    "FolderDomain",
+    "ShapesDomain",
+    "UnpairedDataset",
+    "UnpairedSampler",
+    "build_domains",
+    "derive_seed",
+    "list_images",
+    "open_image",
+    "pil_to_tensor",
+    "tensor_to_pil",
+]
