@@ -1,0 +1,75 @@
+"""What a run shows: TensorBoard scalars and image grids, sample PNGs, and loss averages."""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from pathlib import Path
+
+import torch
+from torch.utils.tensorboard import SummaryWriter
+from torchvision.utils import make_grid, save_image
+
+log = logging.getLogger("gantrans")
+
+
+class RunningMeans:
+    """Averages of scalar tensors over a logging interval, synchronised only when read."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, torch.Tensor] = {}
+        self.counts: dict[str, int] = defaultdict(int)
+
+    def add(self, values: dict[str, torch.Tensor]) -> None:
+        for key, value in values.items():
+            value = value.detach().float()
+            self.sums[key] = self.sums[key] + value if key in self.sums else value.clone()
+            self.counts[key] += 1
+
+    def means(self) -> dict[str, float]:
+        return {k: (v / self.counts[k]).item() for k, v in self.sums.items()}
+
+    def reset(self) -> None:
+        self.sums.clear()
+        self.counts.clear()
+
+
+def cycle_grid(real: torch.Tensor, fake: torch.Tensor, rec: torch.Tensor) -> torch.Tensor:
+    """Three rows -- inputs, translations, reconstructions -- as one (C, H, W) image in [0, 1].
+
+    Args:
+        real, fake, rec: (N, C, H, W) in [-1, 1]; one column per sample.
+    """
+    images = torch.cat([real, fake, rec]).detach().float().cpu()
+    if images.shape[1] == 1:
+        images = images.repeat(1, 3, 1, 1)
+    images = (images.clamp(-1, 1) + 1) / 2
+    return make_grid(images, nrow=real.shape[0], padding=2, pad_value=1.0)
+
+
+class Reporter:
+    """TensorBoard writer plus PNG copies of the image grids under <run>/samples."""
+
+    def __init__(self, run_dir: Path, purge_step: int | None = None) -> None:
+        self.run_dir = run_dir
+        self.samples_dir = run_dir / "samples"
+        self.samples_dir.mkdir(parents=True, exist_ok=True)
+        self.writer = SummaryWriter(log_dir=str(run_dir / "tb"), purge_step=purge_step)
+
+    def scalars(self, step: int, values: dict[str, float], prefix: str) -> None:
+        for key, value in values.items():
+            self.writer.add_scalar(f"{prefix}/{key}", value, step)
+
+    def grid(self, step: int, tag: str, grid: torch.Tensor) -> None:
+        """Log a (3, H, W) grid in [0, 1] to TensorBoard and save it as a PNG."""
+        self.writer.add_image(tag, grid, step)
+        save_image(grid, self.samples_dir / f"{tag.replace('/', '_')}_{step:07d}.png")
+
+    def text(self, tag: str, text: str) -> None:
+        self.writer.add_text(tag, text, 0)
+
+    def flush(self) -> None:
+        self.writer.flush()
+
+    def close(self) -> None:
+        self.writer.close()

@@ -1,0 +1,42 @@
+"""Device and precision selection shared by every command."""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+from gantrans.errors import ConfigError
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def resolve_device(name: str) -> torch.device:
+    """`auto` picks CUDA when present, else the CPU; `cpu`, `cuda` and `cuda:N` are taken as given."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise ConfigError(f"device={name} is not a device: use auto, cpu, cuda or cuda:N") from exc
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(
+                f"device={name} but no CUDA GPU is available: use device=auto or device=cpu"
+            )
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ConfigError(
+                f"device={name} but only {torch.cuda.device_count()} GPU(s) are visible"
+            )
+    elif device.type != "cpu":
+        raise ConfigError(f"device={name} is not supported: use auto, cpu, cuda or cuda:N")
+    return device
+
+
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    """Autocast for bf16/fp16 on the given device; a no-op for fp32."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    if precision == "fp16" and device.type == "cpu":
+        raise ConfigError("precision=fp16 is for CUDA; on the CPU use precision=bf16")
+    return torch.autocast(device_type=device.type, dtype=DTYPES[precision])
