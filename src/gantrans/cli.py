@@ -9,6 +9,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from gantrans import __version__
@@ -66,6 +68,10 @@ def _one_line(exc: BaseException) -> str:
     parts: list[str] = []
     seen: set[str] = set()
     while exc is not None:
+        if type(exc).__name__ == "MissingMandatoryValue" and getattr(exc, "full_key", None):
+            key = exc.full_key
+            parts.append(f"{key} is required: pass {key}=... on the command line")
+            break
         lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
         first = lines[0] if lines else type(exc).__name__
         if first.endswith(":") and len(lines) > 1:  # "... raised while composing config:\n<reason>"
@@ -102,14 +108,22 @@ def run_subcommand(name: str, args: list[str]) -> int:
     register_configs()
     task = _load(sub.target)
 
+    user_wants_traceback = bool(os.environ.get("HYDRA_FULL_ERROR"))
+
     @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name=sub.config_name)
     def _entry(cfg: DictConfig) -> None:
-        task(cfg)
+        try:
+            task(cfg)
+        except _user_error_types() as exc:
+            if user_wants_traceback or HydraConfig.get().mode == RunMode.MULTIRUN:
+                raise  # a sweep goes on with its other jobs; Hydra re-raises at the end
+            # report here: past this point Hydra adds a line of its own to stderr
+            print(f"gantrans {name}: error: {_one_line(exc)}", file=sys.stderr)
+            raise SystemExit(2) from exc
 
     # Hydra reads sys.argv; it prints its own errors with tracebacks unless told to raise them,
     # so let it raise and turn user errors into one line here. A user who sets HYDRA_FULL_ERROR
     # gets the full traceback, as Hydra documents.
-    user_wants_traceback = bool(os.environ.get("HYDRA_FULL_ERROR"))
     os.environ["HYDRA_FULL_ERROR"] = "1"
     saved_argv = sys.argv
     sys.argv = [f"gantrans {name}", *args]

@@ -214,7 +214,7 @@ def register_configs() -> None:
 def to_plain(cfg: DictConfig | Any) -> Any:
     """A resolved config as plain Python containers, enums as their string values."""
     if isinstance(cfg, DictConfig):
-        return OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+        return OmegaConf.to_container(cfg, resolve=True, enum_to_str=True, throw_on_missing=True)
     return cfg
 
 

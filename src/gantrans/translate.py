@@ -55,9 +55,15 @@ def _read(path: Path, channels: int) -> tuple[torch.Tensor, Image.Image | None]:
 
 
 def _pad(batch: torch.Tensor, multiple: int) -> tuple[torch.Tensor, int, int]:
-    """Pad (N, C, H, W) on the bottom and right to multiples of `multiple` (reflection where possible)."""
+    """Pad (N, C, H, W) on the bottom and right to what the generator takes (reflection where possible).
+
+    Sides become multiples of `multiple` and at least 8, so even a 3-pixel image keeps a
+    bottleneck wide enough for the ResNet blocks' reflection padding.
+    """
     h, w = batch.shape[-2:]
-    ph, pw = (-h) % multiple, (-w) % multiple
+    minimum = max(multiple, 8)
+    ph = max(minimum, -(-h // multiple) * multiple) - h
+    pw = max(minimum, -(-w // multiple) * multiple) - w
     if ph == 0 and pw == 0:
         return batch, h, w
     mode = "reflect" if ph < h and pw < w else "replicate"
@@ -95,6 +101,7 @@ def translate_folder(
         (output folder, number of images written, messages for the files that failed).
     """
     dev = resolve_device(device)
+    net, arch = load_generator(ckpt, direction, dev)
     input_dir = Path(input_dir)
     if not input_dir.is_dir():
         raise DataError(f"input_dir={input_dir} is not a folder: point it at a folder of images")
@@ -110,7 +117,6 @@ def translate_folder(
         )
     if batch_size < 1:
         raise GantransError(f"batch_size must be positive, got {batch_size}")
-    net, arch = load_generator(ckpt, direction, dev)
     channels, multiple = int(arch["in_channels"]), size_multiple(arch)
     output_dir.mkdir(parents=True, exist_ok=True)
 

@@ -1,0 +1,109 @@
+"""Shared fixtures: tiny configs, a tiny trained checkpoint, image folders, CLI runner."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from gantrans import cli
+from gantrans.checkpoint import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, save_atomic
+from gantrans.cyclegan import CycleGAN
+
+# narrow networks at 32 px: a training step takes milliseconds on a CPU
+TINY_NETS = [
+    "model.ngf=4",
+    "model.n_blocks=1",
+    "discriminator.ndf=4",
+    "train.num_workers=0",
+    "train.progress=false",
+    "train.log_every=1",
+    "train.image_every=2",
+    "train.num_samples=2",
+]
+TINY = [*TINY_NETS, "dataset.train_size=16", "dataset.test_size=4"]
+
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+def run_cli(*args: str) -> int:
+    """Run `gantrans ARGS` in this process and return its exit code."""
+    return cli.main(list(args))
+
+
+@pytest.fixture
+def gantrans(capsys):
+    """Call the CLI in-process; returns (exit code, stdout, stderr)."""
+
+    def _run(*args: str) -> tuple[int, str, str]:
+        code = run_cli(*args)
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return _run
+
+
+def write_image(path: Path, size: tuple[int, int], mode: str = "RGB", seed: int = 0) -> Path:
+    g = torch.Generator().manual_seed(seed)
+    channels = {"L": 1, "RGB": 3, "RGBA": 4, "LA": 2}[mode]
+    arr = torch.randint(0, 256, (size[1], size[0], channels), generator=g, dtype=torch.uint8)
+    img = Image.fromarray(arr.squeeze(-1).numpy() if channels == 1 else arr.numpy(), mode=mode)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img.save(path)
+    return path
+
+
+@pytest.fixture
+def two_domain_folder(tmp_path: Path) -> Path:
+    """ROOT/trainA, trainB (3 images each), testA, testB (1 each), assorted sizes and modes."""
+    root = tmp_path / "data"
+    for i, (size, mode) in enumerate([((40, 40), "RGB"), ((50, 36), "L"), ((36, 48), "RGBA")]):
+        write_image(root / "trainA" / f"a{i}.png", size, mode, seed=i)
+        write_image(root / "trainB" / f"b{i}.jpg", size, "RGB", seed=10 + i)
+    write_image(root / "testA" / "ta.png", (40, 40), "RGB", seed=20)
+    write_image(root / "testB" / "tb.png", (40, 40), "RGB", seed=21)
+    return root
+
+
+def make_checkpoint(path: Path, channels: int = 3, name: str = "resnet", seed: int = 0) -> Path:
+    """A valid gantrans checkpoint of an untrained tiny model (no training needed)."""
+    torch.manual_seed(seed)
+    gen = {
+        "name": name,
+        "in_channels": channels,
+        "out_channels": channels,
+        "ngf": 4,
+        "norm": "instance",
+        "dropout": False,
+    }
+    gen.update({"n_blocks": 1, "padding_type": "reflect"} if name == "resnet" else {"num_downs": 5})
+    disc = {
+        "name": "patchgan",
+        "in_channels": channels,
+        "ndf": 4,
+        "n_layers": 3,
+        "norm": "instance",
+    }
+    net = CycleGAN(gen, disc)
+    save_atomic(
+        {
+            "format": CHECKPOINT_FORMAT,
+            "version": CHECKPOINT_VERSION,
+            "arch": {"generator": gen, "discriminator": disc},
+            "models": {n: getattr(net, n).state_dict() for n in ("G_A", "G_B", "D_A", "D_B")},
+            "step": 0,
+            "epoch": 0,
+            "epoch_step": 0,
+            "config": {},
+        },
+        path,
+    )
+    return path
+
+
+@pytest.fixture
+def tiny_ckpt(tmp_path: Path) -> Path:
+    return make_checkpoint(tmp_path / "tiny.pt")

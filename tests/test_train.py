@@ -1,0 +1,129 @@
+"""A tiny real training run through the CLI: checkpoint, TensorBoard events, exact resume."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from gantrans.checkpoint import load_checkpoint
+from gantrans.train import lr_factor
+
+from .conftest import TINY
+
+
+def train_args(run_dir: Path, *extra: str) -> list[str]:
+    return ["train", *TINY, f"hydra.run.dir={run_dir}", *extra]
+
+
+def test_tiny_run_writes_checkpoint_events_samples_and_config(gantrans, tmp_path):
+    run = tmp_path / "run"
+    code, out, err = gantrans(*train_args(run, "train.max_steps=3", "train.batch_size=2"))
+    assert code == 0, err
+    ckpt = load_checkpoint(run / "checkpoints" / "latest.pt")
+    assert ckpt["step"] == 3 and ckpt["epoch_step"] == 3
+    assert set(ckpt["models"]) == {"G_A", "G_B", "D_A", "D_B"}
+    assert ckpt["arch"]["generator"]["ngf"] == 4 and ckpt["config"]["model"]["n_blocks"] == 1
+    assert {"G", "D"} == set(ckpt["optimizers"]) and ckpt["pools"]["A"]["images"].shape[0] == 6
+    assert list((run / "tb").glob("events.out.tfevents.*"))
+    assert (run / "config.yaml").read_text().startswith("dataset:")
+    assert sorted(p.name for p in (run / "samples").glob("*_0000002.png")) == [
+        "test_A2B2A_0000002.png",
+        "test_B2A2B_0000002.png",
+        "train_A2B2A_0000002.png",
+        "train_B2A2B_0000002.png",
+    ]
+    assert (run / "train.log").exists()
+
+
+def test_tensorboard_has_every_loss_lr_and_speed(gantrans, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run = tmp_path / "run"
+    assert gantrans(*train_args(run, "train.max_steps=2", "loss=wgangp"))[0] == 0
+    acc = EventAccumulator(str(run / "tb"))
+    acc.Reload()
+    tags = set(acc.Tags()["scalars"])
+    for tag in ["G", "G_A", "G_B", "cycle_A", "cycle_B", "idt_A", "idt_B", "D_A", "D_B", "D_A_gp"]:
+        assert f"loss/{tag}" in tags
+    assert {"lr/G", "lr/D", "speed/images_per_sec"} <= tags
+    assert {"train/A2B2A", "train/B2A2B", "test/A2B2A", "test/B2A2B"} <= set(acc.Tags()["images"])
+    assert all(e.value > 0 for e in acc.Scalars("loss/D_A_gp"))
+
+
+def weights(path: Path) -> dict[str, torch.Tensor]:
+    ckpt = load_checkpoint(path)
+    flat = {f"{n}.{k}": v for n, sd in ckpt["models"].items() for k, v in sd.items()}
+    flat.update({f"pool.{d}": p["images"] for d, p in ckpt["pools"].items()})
+    return flat
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_resume_gives_the_same_weights_as_an_uninterrupted_run(gantrans, tmp_path, workers):
+    # dataset.train_size=6 with batch 2: 3 steps an epoch, so the interruption at step 4 falls
+    # mid-epoch, after an epoch boundary, with the pool full and replacing (pool_size=3).
+    common = [
+        "dataset.train_size=6",
+        "train.batch_size=2",
+        "train.pool_size=3",
+        "model.dropout=true",
+        f"train.num_workers={workers}",
+        "train.n_epochs=1",
+        "train.n_epochs_decay=2",
+    ]
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    assert gantrans(*train_args(straight, *common, "train.max_steps=7"))[0] == 0
+    assert gantrans(*train_args(split, *common, "train.max_steps=4"))[0] == 0
+    assert load_checkpoint(split / "checkpoints" / "latest.pt")["step"] == 4
+    code, out, err = gantrans(*train_args(split, *common, "train.max_steps=7", "resume=auto"))
+    assert code == 0, err
+    a, b = (
+        weights(straight / "checkpoints" / "latest.pt"),
+        weights(split / "checkpoints" / "latest.pt"),
+    )
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    ca = load_checkpoint(straight / "checkpoints" / "latest.pt")
+    cb = load_checkpoint(split / "checkpoints" / "latest.pt")
+    assert ca["schedulers"]["G"] == cb["schedulers"]["G"] and ca["epoch"] == cb["epoch"] == 2
+
+
+def test_refuses_to_overwrite_a_run_without_resume(gantrans, tmp_path):
+    run = tmp_path / "run"
+    assert gantrans(*train_args(run, "train.max_steps=1"))[0] == 0
+    before = (run / "checkpoints" / "latest.pt").read_bytes()
+    code, _, err = gantrans(*train_args(run, "train.max_steps=2"))
+    assert code == 2 and "resume=auto" in err and len(err.strip().splitlines()) == 1
+    assert (run / "checkpoints" / "latest.pt").read_bytes() == before
+
+
+def test_resume_with_another_architecture_is_refused(gantrans, tmp_path):
+    run = tmp_path / "run"
+    assert gantrans(*train_args(run, "train.max_steps=1"))[0] == 0
+    code, _, err = gantrans(*train_args(run, "train.max_steps=2", "resume=auto", "model.ngf=8"))
+    assert code == 2 and "another architecture" in err and len(err.strip().splitlines()) == 1
+
+
+def test_lr_schedule_constant_then_linear_to_zero():
+    # 10 steps an epoch, 2 constant epochs then 2 decaying ones
+    assert [lr_factor(s, 10, 2, 2) for s in (0, 10, 19)] == [1.0, 1.0, 1.0]
+    assert lr_factor(20, 10, 2, 2) == 1.0
+    assert lr_factor(30, 10, 2, 2) == pytest.approx(0.5)
+    assert lr_factor(40, 10, 2, 2) == 0.0
+    assert lr_factor(5, 10, 2, 0) == 1.0
+
+
+def test_lr_in_checkpoint_follows_the_schedule(gantrans, tmp_path):
+    run = tmp_path / "run"
+    common = [
+        "dataset.train_size=4",
+        "train.n_epochs=1",
+        "train.n_epochs_decay=1",
+        "train.lr=0.001",
+    ]
+    assert gantrans(*train_args(run, *common, "train.max_steps=6"))[0] == 0
+    ckpt = load_checkpoint(run / "checkpoints" / "latest.pt")
+    # 4 steps an epoch: after 6 steps we are half-way through the decay epoch
+    assert ckpt["optimizers"]["G"]["param_groups"][0]["lr"] == pytest.approx(0.001 * 0.5)

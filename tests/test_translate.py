@@ -1,0 +1,208 @@
+"""`gantrans translate`: any size, grayscale/RGB/RGBA, names kept, bad input is one clear line."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from gantrans.translate import load_generator
+
+from .conftest import make_checkpoint, write_image
+
+
+@pytest.fixture
+def mixed_folder(tmp_path: Path) -> Path:
+    folder = tmp_path / "in"
+    write_image(folder / "odd.png", (37, 23), "RGB", seed=1)
+    write_image(folder / "gray.png", (20, 30), "L", seed=2)
+    write_image(folder / "alpha.png", (33, 33), "RGBA", seed=3)
+    write_image(folder / "photo.jpg", (37, 23), "RGB", seed=4)
+    write_image(folder / "tiny.bmp", (3, 5), "RGB", seed=5)
+    write_image(folder / "same1.webp", (16, 16), "RGB", seed=6)
+    write_image(folder / "same2.png", (16, 16), "RGB", seed=7)
+    (folder / "notes.txt").write_text("not an image")
+    return folder
+
+
+def test_translates_every_image_keeping_names_sizes_and_alpha(
+    gantrans, mixed_folder, tiny_ckpt, tmp_path
+):
+    out = tmp_path / "out"
+    code, stdout, err = gantrans(
+        "translate",
+        f"ckpt={tiny_ckpt}",
+        f"input_dir={mixed_folder}",
+        f"output_dir={out}",
+        "batch_size=2",
+        "progress=false",
+    )
+    assert code == 0, err
+    names = sorted(p.name for p in out.iterdir())
+    assert names == [
+        "alpha.png",
+        "gray.png",
+        "odd.png",
+        "photo.jpg",
+        "same1.webp",
+        "same2.png",
+        "tiny.bmp",
+    ]
+    for name in names:
+        with Image.open(mixed_folder / name) as src, Image.open(out / name) as dst:
+            assert dst.size == src.size, name
+    with Image.open(out / "alpha.png") as img, Image.open(mixed_folder / "alpha.png") as src:
+        assert img.mode == "RGBA"
+        assert img.getchannel("A").tobytes() == src.getchannel("A").tobytes()
+    with Image.open(out / "gray.png") as img:
+        assert img.mode == "RGB"  # a 3-channel model gives colour output
+    assert "translated 7 image(s) AtoB" in stdout
+
+
+def test_output_matches_the_network_on_an_odd_size(mixed_folder, tiny_ckpt, tmp_path, gantrans):
+    out = tmp_path / "out"
+    assert (
+        gantrans(
+            "translate",
+            f"ckpt={tiny_ckpt}",
+            f"input_dir={mixed_folder}",
+            f"output_dir={out}",
+            "direction=BtoA",
+            "progress=false",
+        )[0]
+        == 0
+    )
+    net, _ = load_generator(tiny_ckpt, "BtoA", torch.device("cpu"))
+    with Image.open(mixed_folder / "odd.png") as img:
+        x = torch.from_numpy(np.array(img.convert("RGB"))).permute(2, 0, 1).float() / 127.5 - 1
+    padded = torch.nn.functional.pad(x[None], (0, 3, 0, 1), mode="reflect")  # 37x23 -> 40x24
+    with torch.no_grad():
+        expected = ((net(padded)[0, :, :23, :37].clamp(-1, 1) + 1) * 127.5).round()
+    with Image.open(out / "odd.png") as img:
+        got = torch.from_numpy(np.array(img)).permute(2, 0, 1).float()
+    assert (got - expected).abs().max() <= 1
+
+
+def test_grayscale_model_on_rgb_and_rgba_input(gantrans, mixed_folder, tmp_path):
+    ckpt = make_checkpoint(tmp_path / "gray.pt", channels=1)
+    out = tmp_path / "out"
+    assert (
+        gantrans(
+            "translate",
+            f"ckpt={ckpt}",
+            f"input_dir={mixed_folder}",
+            f"output_dir={out}",
+            "progress=false",
+        )[0]
+        == 0
+    )
+    with Image.open(out / "odd.png") as img:
+        assert img.mode == "L" and img.size == (37, 23)
+    with Image.open(out / "alpha.png") as img:
+        assert img.mode == "LA"
+
+
+def test_unet_checkpoint_pads_to_its_multiple(gantrans, tmp_path):
+    ckpt = make_checkpoint(tmp_path / "unet.pt", name="unet")  # needs multiples of 32
+    folder = tmp_path / "in"
+    write_image(folder / "x.png", (45, 21), "RGB")
+    out = tmp_path / "out"
+    assert (
+        gantrans(
+            "translate",
+            f"ckpt={ckpt}",
+            f"input_dir={folder}",
+            f"output_dir={out}",
+            "progress=false",
+        )[0]
+        == 0
+    )
+    with Image.open(out / "x.png") as img:
+        assert img.size == (45, 21)
+
+
+def one_line_error(result) -> str:
+    code, _, err = result
+    assert code != 0
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+def test_unreadable_image_is_reported_and_the_rest_translated(
+    gantrans, mixed_folder, tiny_ckpt, tmp_path
+):
+    (mixed_folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage" * 10)
+    (mixed_folder / "empty.jpg").write_bytes(b"")
+    out = tmp_path / "out"
+    line = one_line_error(
+        gantrans(
+            "translate",
+            f"ckpt={tiny_ckpt}",
+            f"input_dir={mixed_folder}",
+            f"output_dir={out}",
+            "progress=false",
+        )
+    )
+    assert "2 image(s) could not be read" in line and "broken.png" in line and "empty.jpg" in line
+    assert len(list(out.iterdir())) == 7
+
+
+@pytest.mark.parametrize(
+    "content,message",
+    [
+        (b"", "empty"),
+        (b"this is not a checkpoint", "truncated or not a PyTorch checkpoint"),
+        ("truncated", "truncated or not a PyTorch checkpoint"),
+        ("other_dict", "not a gantrans checkpoint"),
+        ("pickle", "refusing to load"),
+    ],
+)
+def test_bad_checkpoints_are_one_clear_line(
+    gantrans, mixed_folder, tiny_ckpt, tmp_path, content, message
+):
+    bad = tmp_path / "bad.pt"
+    if content == "truncated":
+        data = tiny_ckpt.read_bytes()
+        bad.write_bytes(data[: len(data) // 2])
+    elif content == "other_dict":
+        torch.save({"state_dict": {"w": torch.zeros(1)}}, bad)
+    elif content == "pickle":
+
+        class Evil:
+            def __reduce__(self):
+                return (Path.touch, (tmp_path / "pwned",))
+
+        torch.save({"x": Evil()}, bad, pickle_module=pickle)
+    else:
+        bad.write_bytes(content)
+    line = one_line_error(
+        gantrans(
+            "translate",
+            f"ckpt={bad}",
+            f"input_dir={mixed_folder}",
+            f"output_dir={tmp_path / 'out'}",
+            "progress=false",
+        )
+    )
+    assert message in line
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_missing_input_and_checkpoint(gantrans, tiny_ckpt, tmp_path):
+    assert "is not a folder" in one_line_error(
+        gantrans("translate", f"ckpt={tiny_ckpt}", f"input_dir={tmp_path / 'nope'}")
+    )
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert "holds no images" in one_line_error(
+        gantrans("translate", f"ckpt={tiny_ckpt}", f"input_dir={empty}")
+    )
+    assert "does not exist" in one_line_error(
+        gantrans("translate", f"ckpt={tmp_path / 'x.pt'}", f"input_dir={empty}")
+    )
+    assert "ckpt" in one_line_error(gantrans("translate", f"input_dir={empty}"))
