@@ -100,8 +100,17 @@ def load_file(path: str | Path, map_location: str | torch.device = "cpu") -> Any
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
     """Load and check a gantrans checkpoint."""
-    ckpt = load_file(path, map_location)
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+    return check_checkpoint(load_file(path, map_location), path)
+
+
+def is_gantrans_checkpoint(obj: Any) -> bool:
+    """Whether a loaded object carries the gantrans checkpoint marker."""
+    return isinstance(obj, dict) and obj.get("format") == CHECKPOINT_FORMAT
+
+
+def check_checkpoint(ckpt: Any, path: str | Path) -> dict:
+    """Check that an object read by `load_file` is a complete gantrans checkpoint and return it."""
+    if not is_gantrans_checkpoint(ckpt):
         raise CheckpointError(
             f"{path} is not a gantrans checkpoint (no '{CHECKPOINT_FORMAT}' marker): "
             "pass a file written by `gantrans train`"

@@ -32,6 +32,13 @@ SUBCOMMANDS: dict[str, Subcommand] = {
     "translate": Subcommand(
         "translate", "gantrans.translate:main", "apply a trained checkpoint to a folder of images"
     ),
+    "evaluate": Subcommand(
+        "evaluate", "gantrans.evaluate:main", "score a checkpoint: FID, KID, domain accuracy, ..."
+    ),
+    "download": Subcommand("download", "gantrans.download:main", "fetch a dataset by name"),
+    "export": Subcommand(
+        "export", "gantrans.export:main", "write a generator as ONNX or TorchScript"
+    ),
 }
 
 USAGE = """usage: gantrans <command> [key=value ...] [hydra flags]

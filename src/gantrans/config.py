@@ -50,6 +50,11 @@ class Precision(str, Enum):
     fp16 = "fp16"
 
 
+class NonFinite(str, Enum):
+    stop = "stop"
+    rollback = "rollback"
+
+
 class Direction(str, Enum):
     AtoB = "AtoB"
     BtoA = "BtoA"
@@ -81,6 +86,49 @@ class FolderDatasetConfig(DatasetConfig):
     crop_size: int = 256
     flip: bool = True
     preprocess: str = "resize_and_crop"  # resize_and_crop | crop | scale_width_and_crop | none
+    max_items: int | None = None
+    strict: bool = False  # fully decode every image at start-up and stop at the first bad one
+    # optional random affine augmentation during training (gantrans.data.transforms.AffineAugment)
+    rotate: float = 0.0  # max |angle| in degrees
+    translate: float = 0.0  # max |shift| as a fraction of the side
+    shear: float = 0.0  # max |x-shear| in degrees
+    zoom: float = 0.0  # scale drawn from [1 - zoom, 1 + zoom]
+    brightness: list[float] | None = None  # factor range [low, high], e.g. [0.8, 1.2]
+
+
+@dataclass
+class SmilesDatasetConfig(DatasetConfig):
+    name: str = "smiles"
+    root: str | None = None  # null: $GANTRANS_DATA/SMILEsmileD (./data/SMILEsmileD if unset)
+    channels: int = 1
+    image_size: int = 64
+    test_fraction: float = 0.1  # held out by a hash of the file name (gantrans.data.smiles)
+    augment: bool = True  # false: no random augmentation at all (no warp, no flip)
+    flip: bool = True
+    rotate: float = 30.0
+    translate: float = 0.15
+    shear: float = 10.0
+    zoom: float = 0.25
+    brightness: list[float] | None = field(default_factory=lambda: [0.8, 1.2])
+    balance: bool = False  # true: an epoch is one pass over the smaller domain
+    strict: bool = False
+    max_items: int | None = None
+
+
+@dataclass
+class CelebADatasetConfig(DatasetConfig):
+    name: str = "celeba"
+    root: str | None = None  # null: $GANTRANS_DATA/celeba (./data/celeba if unset)
+    attribute: str = "Smiling"  # A = attribute -1, B = +1
+    image_size: int = 128
+    face_crop: int = 178  # centre crop of the 178x218 faces before resizing
+    flip: bool = True
+    rotate: float = 0.0
+    translate: float = 0.0
+    shear: float = 0.0
+    zoom: float = 0.0
+    brightness: list[float] | None = None
+    balance: bool = False
     max_items: int | None = None
 
 
@@ -170,6 +218,13 @@ class TrainLoopConfig:
     )
     num_samples: int = 4  # images per domain in the grids
     progress: bool = True  # tqdm progress bar
+    fuse_passes: bool = True  # one call per network for inputs that share it (off with batch norm)
+    diagnostics: bool = True  # warn about a winning discriminator, rising G loss, mode collapse
+    on_nonfinite: NonFinite = (
+        NonFinite.stop
+    )  # a NaN/Inf loss: stop, or roll back to the last checkpoint
+    rollback_lr_factor: float = 0.5  # learning-rate multiplier applied at each rollback
+    max_rollbacks: int = 3
 
 
 @dataclass
@@ -197,13 +252,63 @@ class TranslateConfig:
     progress: bool = True
 
 
+@dataclass
+class ExportConfig:
+    ckpt: str = MISSING  # a gantrans checkpoint, a reference generator file or pretrained:NAME
+    format: str = MISSING  # onnx | torchscript
+    direction: Direction = Direction.AtoB
+    output: str | None = None  # default: <ckpt stem>_<direction>.onnx|.pt next to the checkpoint
+    opset: int = 18  # ONNX opset (>= 17; 17 uses the TorchScript-based exporter)
+    verify: bool = True  # run the written model at two sizes and compare it with PyTorch
+    progress: bool = True  # progress bar while a pretrained model downloads
+
+
+@dataclass
+class DownloadConfig:
+    name: str | None = None  # apple2orange, horse2zebra, ..., smiles, celeba
+    root: str | None = None  # null: $GANTRANS_DATA, else ./data
+    mirror: str | None = None  # base URL replacing the official one ($GANTRANS_DOWNLOAD_URL)
+    url: str | None = None  # the archive's full URL, overriding everything else
+    force: bool = False  # download and extract again even if the dataset is in place
+    keep_archive: bool = False  # keep NAME.zip after extracting it
+    timeout: float = 60.0  # seconds without data before giving up
+    progress: bool = True
+
+
+@dataclass
+class EvaluateConfig:
+    ckpt: str = MISSING
+    # dataset.KEY=VALUE changes one key of the dataset recorded in the checkpoint; dataset=NAME
+    # (with its own keys) replaces it with a whole dataset config. Empty: the checkpoint's.
+    dataset: dict[str, Any] = field(default_factory=dict)
+    output_dir: str | None = None  # default: <run dir of the checkpoint>/eval
+    features: str = "inception"  # inception (standard FID/KID) | classifier (offline, our own)
+    inception_weights: str | None = None  # local copy of the FID Inception weights (.pth)
+    max_images: int | None = None  # test images per domain (evenly spaced); null = all
+    classifier_max_images: int = 1000  # real training images per domain for the classifier
+    classifier_epochs: int = 5
+    c2st_epochs: int = 20  # epochs of each real-versus-translated two-sample-test classifier
+    num_samples: int = 8  # columns of the sample grids
+    batch_size: int = 32
+    seed: int = 0
+    device: str = "auto"
+    progress: bool = True
+
+
 def register_configs() -> None:
     """Register every schema in Hydra's ConfigStore (idempotent)."""
     cs = ConfigStore.instance()
     cs.store(name="train_schema", node=TrainConfig)
     cs.store(name="translate_schema", node=TranslateConfig)
+    evaluate = OmegaConf.structured(EvaluateConfig)
+    OmegaConf.set_struct(evaluate.dataset, False)  # dataset.KEY=VALUE needs no '+'
+    cs.store(name="evaluate_schema", node=evaluate)
+    cs.store(name="download_schema", node=DownloadConfig)
+    cs.store(name="export_schema", node=ExportConfig)
     cs.store(group="dataset", name="shapes_schema", node=ShapesDatasetConfig)
     cs.store(group="dataset", name="folder_schema", node=FolderDatasetConfig)
+    cs.store(group="dataset", name="smiles_schema", node=SmilesDatasetConfig)
+    cs.store(group="dataset", name="celeba_schema", node=CelebADatasetConfig)
     cs.store(group="model", name="resnet_schema", node=ResnetGeneratorConfig)
     cs.store(group="model", name="unet_schema", node=UnetGeneratorConfig)
     cs.store(group="discriminator", name="patchgan_schema", node=PatchGANConfig)
@@ -253,6 +358,8 @@ def check_train_config(cfg: DictConfig) -> None:
             "train.n_epochs and train.n_epochs_decay must be >= 0 and not both 0 "
             f"(got {t.n_epochs} and {t.n_epochs_decay})"
         )
+    if not 0 < t.rollback_lr_factor <= 1 or t.max_rollbacks < 0:
+        raise ConfigError("train.rollback_lr_factor must be in (0, 1] and train.max_rollbacks >= 0")
     if t.num_workers < 0 or t.pool_size < 0:
         raise ConfigError("train.num_workers and train.pool_size must be >= 0")
     if cfg.dataset.channels not in (1, 3):

@@ -13,11 +13,13 @@ from PIL import Image, UnidentifiedImageError
 from torch import nn
 from tqdm import tqdm
 
-from gantrans.checkpoint import load_checkpoint, load_state
+from gantrans.checkpoint import check_checkpoint, is_gantrans_checkpoint, load_file, load_state
 from gantrans.config import to_plain
 from gantrans.data import DataError, list_images, pil_to_tensor, tensor_to_pil
-from gantrans.errors import GantransError
+from gantrans.errors import CheckpointError, GantransError
 from gantrans.models import build_generator, size_multiple
+from gantrans.pretrained import PREFIX, fetch, is_pretrained, reverse_of
+from gantrans.reference import EXPECTED, describe, is_reference_state_dict, load_reference
 from gantrans.runtime import autocast, resolve_device
 
 log = logging.getLogger("gantrans")
@@ -27,17 +29,59 @@ ALPHA_FORMATS = {".png", ".webp"}  # output formats that can keep an alpha chann
 
 
 def load_generator(
-    path: str | Path, direction: str, device: torch.device
+    path: str | Path, direction: str, device: torch.device, progress: bool = True
 ) -> tuple[nn.Module, dict]:
     """The generator for `direction` ("AtoB" or "BtoA") from a checkpoint, in eval mode.
 
-    Returns the network and the architecture dict recorded in the checkpoint.
+    Args:
+        path: A gantrans checkpoint, a generator file saved by pytorch-CycleGAN-and-pix2pix
+            (e.g. ``latest_net_G_A.pth``), or ``pretrained:NAME`` (downloaded once, then cached).
+        direction: Picks G_A or G_B of a gantrans checkpoint. A reference file holds a single
+            generator, which is used as is whatever the direction (with a warning for BtoA).
+        device: Where to put the network.
+        progress: Show a progress bar while a pretrained model downloads.
+
+    Returns:
+        The network and its architecture dict (as for `build_generator`).
+
+    Raises:
+        CheckpointError: One line, if the file is missing, unsafe, or neither format.
     """
-    ckpt = load_checkpoint(path)
-    arch = ckpt["arch"]["generator"]
-    net = build_generator(arch)
-    load_state(net, ckpt["models"][NETWORK_FOR[direction]], NETWORK_FOR[direction], path)
+    spec = str(path)
+    if is_pretrained(spec):
+        path = fetch(spec[len(PREFIX) :], progress=progress)
+    obj = load_file(path)
+    if is_gantrans_checkpoint(obj):
+        ckpt = check_checkpoint(obj, path)
+        arch = ckpt["arch"]["generator"]
+        net = build_generator(arch)
+        load_state(net, ckpt["models"][NETWORK_FOR[direction]], NETWORK_FOR[direction], path)
+        return net.to(device).eval(), arch
+    if not is_reference_state_dict(obj):
+        raise CheckpointError(
+            f"{path} is not a gantrans checkpoint nor a generator file ({_what(obj)}): "
+            f"expected {EXPECTED}"
+        )
+    net, arch = load_reference(obj, path)
+    log.info("reference checkpoint: %s", describe(arch))
+    if direction != "AtoB":
+        other = reverse_of(spec[len(PREFIX) :]) if is_pretrained(spec) else None
+        log.warning(
+            "direction=%s: %s holds a single generator, used as is%s",
+            direction,
+            spec,
+            f" (for the other direction use ckpt={PREFIX}{other})" if other else "",
+        )
     return net.to(device).eval(), arch
+
+
+def _what(obj: object) -> str:
+    """A few words on what an unrecognised checkpoint holds."""
+    if isinstance(obj, dict):
+        keys = [str(k) for k in list(obj)[:3]]
+        more = ", ..." if len(obj) > 3 else ""
+        return f"it holds a dict with keys {', '.join(keys)}{more}" if keys else "an empty dict"
+    return f"it holds a {type(obj).__name__}"
 
 
 def _read(path: Path, channels: int) -> tuple[torch.Tensor, Image.Image | None]:
@@ -101,7 +145,7 @@ def translate_folder(
         (output folder, number of images written, messages for the files that failed).
     """
     dev = resolve_device(device)
-    net, arch = load_generator(ckpt, direction, dev)
+    net, arch = load_generator(ckpt, direction, dev, progress=progress)
     input_dir = Path(input_dir)
     if not input_dir.is_dir():
         raise DataError(f"input_dir={input_dir} is not a folder: point it at a folder of images")

@@ -1,0 +1,160 @@
+"""`ckpt=pretrained:NAME`: download a published CycleGAN generator once and keep it in a cache.
+
+The files are the generators the pytorch-CycleGAN-and-pix2pix authors publish (the list of
+their ``scripts/download_cyclegan_model.sh``); each holds one direction, e.g. ``horse2zebra``.
+They are cached in ``$GANTRANS_CACHE`` (default ``~/.cache/gantrans/pretrained``) and fetched
+from ``$GANTRANS_PRETRAINED_URL/NAME.pth`` (default: the authors' server).
+"""
+
+from __future__ import annotations
+
+import http.client
+import logging
+import os
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from tqdm import tqdm
+
+from gantrans.errors import CheckpointError
+
+log = logging.getLogger("gantrans")
+
+PREFIX = "pretrained:"
+DEFAULT_URL = "http://efrosgans.eecs.berkeley.edu/cyclegan/pretrained_models"
+URL_ENV = "GANTRANS_PRETRAINED_URL"
+CACHE_ENV = "GANTRANS_CACHE"
+TIMEOUT_S = 60.0
+MODELS = (
+    "apple2orange",
+    "orange2apple",
+    "summer2winter_yosemite",
+    "winter2summer_yosemite",
+    "horse2zebra",
+    "zebra2horse",
+    "monet2photo",
+    "style_monet",
+    "style_cezanne",
+    "style_ukiyoe",
+    "style_vangogh",
+    "sat2map",
+    "map2sat",
+    "cityscapes_photo2label",
+    "cityscapes_label2photo",
+    "facades_photo2label",
+    "facades_label2photo",
+    "iphone2dslr_flower",
+)
+PAIRS = (  # models published for both directions of one dataset
+    ("apple2orange", "orange2apple"),
+    ("summer2winter_yosemite", "winter2summer_yosemite"),
+    ("horse2zebra", "zebra2horse"),
+    ("sat2map", "map2sat"),
+    ("cityscapes_photo2label", "cityscapes_label2photo"),
+    ("facades_photo2label", "facades_label2photo"),
+)
+
+
+def is_pretrained(spec: str | os.PathLike) -> bool:
+    """Whether a ``ckpt=`` value names a pretrained model (``pretrained:NAME``)."""
+    return str(spec).startswith(PREFIX)
+
+
+def reverse_of(name: str) -> str | None:
+    """The published model for the opposite direction (``zebra2horse`` for ``horse2zebra``)."""
+    for a, b in PAIRS:
+        if name in (a, b):
+            return b if name == a else a
+    return None
+
+
+def cache_dir() -> Path:
+    """Where downloaded models are kept: ``$GANTRANS_CACHE`` or ``~/.cache/gantrans/pretrained``."""
+    env = os.environ.get(CACHE_ENV)
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "gantrans" / "pretrained"
+
+
+def model_url(name: str) -> str:
+    """The download address of a pretrained model."""
+    return f"{os.environ.get(URL_ENV) or DEFAULT_URL}".rstrip("/") + f"/{name}.pth"
+
+
+def _download(url: str, dest: Path, progress: bool) -> None:
+    """Fetch `url` into `dest` through ``dest.part``, renamed only once complete."""
+    part = dest.with_name(dest.name + ".part")
+    received = 0
+    with urllib.request.urlopen(url, timeout=TIMEOUT_S) as response:
+        length = response.headers.get("Content-Length")
+        total = int(length) if length and length.isdigit() else None
+        with (
+            open(part, "wb") as f,
+            tqdm(
+                total=total,
+                unit="B",
+                unit_scale=True,
+                unit_divisor=1024,
+                desc=dest.stem,
+                disable=not progress,
+            ) as bar,
+        ):
+            while chunk := response.read(1 << 16):
+                f.write(chunk)
+                received += len(chunk)
+                bar.update(len(chunk))
+            f.flush()
+            os.fsync(f.fileno())
+    if total is not None and received != total:
+        raise http.client.IncompleteRead(b"", total - received)
+    if received == 0:
+        raise http.client.HTTPException("the server sent an empty file")
+    os.replace(part, dest)
+
+
+def fetch(name: str, progress: bool = True) -> Path:
+    """The cached file of pretrained model `name`, downloading it the first time.
+
+    Args:
+        name: One of `MODELS` (the part after ``pretrained:``).
+        progress: Show a tqdm progress bar while downloading.
+
+    Returns:
+        The path of the ``.pth`` file in the cache.
+
+    Raises:
+        CheckpointError: One line, for an unknown name or a failed download (saying where to
+            put the file by hand).
+    """
+    if name not in MODELS:
+        raise CheckpointError(
+            f"unknown pretrained model {name!r}: choose one of {', '.join(MODELS)}"
+        )
+    dest = cache_dir() / f"{name}.pth"
+    if dest.is_file() and dest.stat().st_size > 0:
+        return dest
+    url = model_url(name)
+    hint = f"download {url} by hand and save it as {dest}"
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CheckpointError(
+            f"cannot create the cache folder {dest.parent} ({exc.strerror or exc}): "
+            f"set {CACHE_ENV} to a writable folder"
+        ) from None
+    log.info("downloading pretrained model %s from %s to %s", name, url, dest)
+    try:
+        _download(url, dest, progress)
+    except (OSError, http.client.HTTPException, ValueError) as exc:
+        dest.with_name(dest.name + ".part").unlink(missing_ok=True)
+        if isinstance(exc, urllib.error.HTTPError):
+            reason = f"HTTP {exc.code} {exc.reason}"
+        elif isinstance(exc, urllib.error.URLError):
+            reason = str(exc.reason)
+        elif isinstance(exc, http.client.IncompleteRead):
+            reason = f"the connection closed {exc.expected} bytes before the end"
+        else:
+            reason = str(exc) or type(exc).__name__
+        raise CheckpointError(
+            f"cannot download pretrained model {name} ({reason}): {hint}"
+        ) from None
+    return dest
