@@ -133,3 +133,31 @@ def test_wgangp_applies_the_penalty():
     assert terms["D_A"].item() == pytest.approx(wass.item() + 10 * terms["D_A_gp"].item(), rel=1e-4)
     total.backward()
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in net.D_A.parameters())
+
+
+@pytest.mark.parametrize("identity", [0.5, 0.0])
+def test_fused_passes_compute_the_same_losses_and_gradients(identity):
+    a, b = torch.rand(2, 3, 32, 32) * 2 - 1, torch.rand(2, 3, 32, 32) * 2 - 1
+    fa, fb = torch.rand(2, 3, 32, 32) * 2 - 1, torch.rand(2, 3, 32, 32) * 2 - 1
+    results = []
+    for fuse in (False, True):
+        net = tiny_model(seed=3)
+        obj = CycleGANLoss(lambda_identity=identity, fuse_generators=fuse, fuse_discriminators=fuse)
+        g_total, g_terms, _ = obj.generator_phase(net, a, b)
+        g_total.backward()
+        d_total, d_terms = obj.discriminator_phase(net, a, b, fa, fb)
+        d_total.backward()
+        grads = [p.grad.clone() for p in net.parameters() if p.grad is not None]
+        results.append(({**g_terms, **d_terms}, grads))
+    (plain, plain_grads), (fused, fused_grads) = results
+    assert plain.keys() == fused.keys()
+    for key in plain:
+        assert torch.allclose(plain[key], fused[key], rtol=1e-5, atol=1e-6), key
+    for g1, g2 in zip(plain_grads, fused_grads, strict=True):
+        assert torch.allclose(g1, g2, rtol=1e-4, atol=1e-6)
+
+
+def test_discriminator_accuracy_term():
+    obj = CycleGANLoss("lsgan")
+    assert obj._accuracy(torch.ones(4), torch.zeros(4)).item() == 1.0
+    assert obj._accuracy(torch.zeros(4), torch.ones(4)).item() == 0.0

@@ -7,10 +7,13 @@ from collections import defaultdict
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch.utils.tensorboard import SummaryWriter
 from torchvision.utils import make_grid, save_image
 
 log = logging.getLogger("gantrans")
+
+MIN_TILE = 96  # grid tiles are upscaled (nearest neighbour) to at least this many pixels
 
 
 class RunningMeans:
@@ -35,7 +38,9 @@ class RunningMeans:
 
 
 def cycle_grid(real: torch.Tensor, fake: torch.Tensor, rec: torch.Tensor) -> torch.Tensor:
-    """Three rows -- inputs, translations, reconstructions -- as one (C, H, W) image in [0, 1].
+    """Three rows -- inputs, translations, reconstructions -- as one (3, H, W) image in [0, 1].
+
+    Images smaller than MIN_TILE pixels are enlarged by an integer factor so they stay legible.
 
     Args:
         real, fake, rec: (N, C, H, W) in [-1, 1]; one column per sample.
@@ -44,6 +49,9 @@ def cycle_grid(real: torch.Tensor, fake: torch.Tensor, rec: torch.Tensor) -> tor
     if images.shape[1] == 1:
         images = images.repeat(1, 3, 1, 1)
     images = (images.clamp(-1, 1) + 1) / 2
+    scale = max(1, MIN_TILE // max(images.shape[-2:]))
+    if scale > 1:  # small images (32 px shapes, 64 px faces) are unreadable at their own size
+        images = F.interpolate(images, scale_factor=scale, mode="nearest")
     return make_grid(images, nrow=real.shape[0], padding=2, pad_value=1.0)
 
 

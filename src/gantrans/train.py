@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import signal
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,12 +28,15 @@ from gantrans.checkpoint import (
 from gantrans.config import check_train_config, to_plain
 from gantrans.cyclegan import CycleGAN, CycleGANLoss, discriminator_arch, generator_arch
 from gantrans.data import UnpairedDataset, UnpairedSampler, build_domains
+from gantrans.diagnostics import Diagnostics
 from gantrans.errors import CheckpointError, ConfigError, GantransError
 from gantrans.image_pool import ImagePool
 from gantrans.reporting import Reporter, RunningMeans, cycle_grid
 from gantrans.runtime import autocast, resolve_device
 
 log = logging.getLogger("gantrans")
+
+NETWORKS = ("G_A", "G_B", "D_A", "D_B")
 
 
 class TrainingError(GantransError):
@@ -88,8 +92,15 @@ def _fixed_samples(domain, k: int) -> torch.Tensor:
 
 @torch.no_grad()
 def _log_grids(
-    reporter: Reporter, step: int, model: CycleGAN, samples: dict, device, precision
+    reporter: Reporter,
+    step: int,
+    model: CycleGAN,
+    samples: dict,
+    device: torch.device,
+    precision: str,
+    diag: Diagnostics | None,
 ) -> None:
+    """Image grids of the fixed samples, and the output-diversity check on the test ones."""
     was_training = model.training
     model.eval()
     with autocast(device, precision):
@@ -101,7 +112,90 @@ def _log_grids(
             grid_B = cycle_grid(real_B, fake_A, model.G_A(fake_A))  # B -> A -> B
             reporter.grid(step, f"{split}/A2B2A", grid_A)
             reporter.grid(step, f"{split}/B2A2B", grid_B)
+            if diag is not None and split == "test":
+                for direction, inputs, outputs in (
+                    ("AtoB", real_A, fake_B),
+                    ("BtoA", real_B, fake_A),
+                ):
+                    ratio, warnings = diag.observe_samples(step, inputs, outputs, direction)
+                    reporter.scalars(step, {f"diversity_{direction}": ratio}, "diagnostics")
+                    for warning in warnings:
+                        log.warning("warning: %s", warning)
+                        reporter.text("diagnostics", warning)
     model.train(was_training)
+
+
+@dataclass
+class TrainState:
+    """Everything a checkpoint captures, and how to write it out and read it back."""
+
+    net: CycleGAN
+    opt_G: torch.optim.Optimizer
+    opt_D: torch.optim.Optimizer
+    sched_G: torch.optim.lr_scheduler.LambdaLR
+    sched_D: torch.optim.lr_scheduler.LambdaLR
+    scaler: torch.amp.GradScaler
+    pool_A: ImagePool
+    pool_B: ImagePool
+    step: int = 0
+    epoch: int = 0
+    epoch_step: int = 0  # batches of `epoch` already consumed
+
+    def arch(self) -> dict:
+        return {"generator": self.net.gen_arch, "discriminator": self.net.disc_arch}
+
+    def state_dict(self, config: dict | None = None) -> dict:
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "version": CHECKPOINT_VERSION,
+            "arch": self.arch(),
+            "models": {n: getattr(self.net, n).state_dict() for n in NETWORKS},
+            "optimizers": {"G": self.opt_G.state_dict(), "D": self.opt_D.state_dict()},
+            "schedulers": {"G": self.sched_G.state_dict(), "D": self.sched_D.state_dict()},
+            "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
+            "pools": {"A": self.pool_A.state_dict(), "B": self.pool_B.state_dict()},
+            "rng": rng_state(),
+            "step": self.step,
+            "epoch": self.epoch,
+            "epoch_step": self.epoch_step,
+            "config": config or {},
+        }
+
+    def load_state_dict(self, ckpt: dict, path: Path) -> None:
+        if ckpt["arch"] != self.arch():
+            raise CheckpointError(
+                f"{path} was trained with another architecture ({ckpt['arch']['generator']}): "
+                "resume with the model/discriminator/dataset options it was trained with"
+            )
+        for name in NETWORKS:
+            load_state(getattr(self.net, name), ckpt["models"][name], name, path)
+        self.opt_G.load_state_dict(ckpt["optimizers"]["G"])
+        self.opt_D.load_state_dict(ckpt["optimizers"]["D"])
+        self.sched_G.load_state_dict(ckpt["schedulers"]["G"])
+        self.sched_D.load_state_dict(ckpt["schedulers"]["D"])
+        if ckpt.get("scaler"):
+            self.scaler.load_state_dict(ckpt["scaler"])
+        self.pool_A.load_state_dict(ckpt["pools"]["A"])
+        self.pool_B.load_state_dict(ckpt["pools"]["B"])
+        set_rng_state(ckpt["rng"])
+        self.step, self.epoch, self.epoch_step = ckpt["step"], ckpt["epoch"], ckpt["epoch_step"]
+
+    def save(self, path: Path, config: dict | None = None) -> None:
+        """Write a checkpoint atomically; refuse to write weights that are not finite."""
+        for name in NETWORKS:
+            if not all(torch.isfinite(p).all() for p in getattr(self.net, name).parameters()):
+                raise TrainingError(
+                    f"the weights of {name} are not finite at step {self.step}; {path} is left "
+                    "as it was: resume=auto from it with a lower train.lr"
+                )
+        save_atomic(self.state_dict(config), path)
+
+    def scale_lr(self, factor: float) -> None:
+        """Multiply the base learning rates (the schedule's factor still applies on top)."""
+        for sched in (self.sched_G, self.sched_D):
+            sched.base_lrs = [lr * factor for lr in sched.base_lrs]
+            for group, base in zip(sched.optimizer.param_groups, sched.base_lrs, strict=True):
+                group["lr"] = base * sched.lr_lambdas[0](self.step)
 
 
 def train(
@@ -125,6 +219,11 @@ def train(
     checkpoint_every: int = 1000,
     num_samples: int = 4,
     progress: bool = True,
+    fuse_passes: bool = True,
+    diagnostics: bool = True,
+    on_nonfinite: str = "stop",
+    rollback_lr_factor: float = 0.5,
+    max_rollbacks: int = 3,
     seed: int = 0,
     device: str = "auto",
     precision: str = "fp32",
@@ -142,8 +241,7 @@ def train(
         The other arguments are the `train.*` options, documented in gantrans.config.
     """
     dev = resolve_device(device)
-    ckpt_dir = run_dir / "checkpoints"
-    latest_path = ckpt_dir / LATEST
+    latest_path = run_dir / "checkpoints" / LATEST
 
     # ---- what to resume from -------------------------------------------------------------
     resume_path: Path | None = None
@@ -190,9 +288,7 @@ def train(
     )
 
     # ---- networks, losses, optimizers ----------------------------------------------------
-    gen_arch = generator_arch(model, channels)
-    disc_arch = discriminator_arch(discriminator, channels)
-    net = CycleGAN(gen_arch, disc_arch)
+    net = CycleGAN(generator_arch(model, channels), discriminator_arch(discriminator, channels))
     net.init_weights(
         (model.get("init_type", "normal"), model.get("init_gain", 0.02)),
         (discriminator.get("init_type", "normal"), discriminator.get("init_gain", 0.02)),
@@ -203,6 +299,9 @@ def train(
         lambda_cycle=loss["lambda_cycle"],
         lambda_identity=loss["lambda_identity"],
         lambda_gp=loss["lambda_gp"],
+        # batch norm mixes the samples of a batch, so only fuse calls without it
+        fuse_generators=fuse_passes and model.get("norm") != "batch",
+        fuse_discriminators=fuse_passes and discriminator.get("norm") != "batch",
     )
     critic_steps = int(loss.get("critic_steps", 1))
     g_params = [p for g in net.generators() for p in g.parameters()]
@@ -213,141 +312,98 @@ def train(
     def schedule(s: int) -> float:
         return lr_factor(s, steps_per_epoch, n_epochs, n_epochs_decay)
 
-    sched_G = torch.optim.lr_scheduler.LambdaLR(opt_G, schedule)
-    sched_D = torch.optim.lr_scheduler.LambdaLR(opt_D, schedule)
-    scaler = torch.amp.GradScaler(dev.type, enabled=precision == "fp16")
-    pool_A, pool_B = ImagePool(pool_size, seed=seed + 1), ImagePool(pool_size, seed=seed + 2)
-
-    step, epoch, epoch_step = 0, 0, 0
+    st = TrainState(
+        net=net,
+        opt_G=opt_G,
+        opt_D=opt_D,
+        sched_G=torch.optim.lr_scheduler.LambdaLR(opt_G, schedule),
+        sched_D=torch.optim.lr_scheduler.LambdaLR(opt_D, schedule),
+        scaler=torch.amp.GradScaler(dev.type, enabled=precision == "fp16"),
+        pool_A=ImagePool(pool_size, seed=seed + 1),
+        pool_B=ImagePool(pool_size, seed=seed + 2),
+    )
     if resume_path is not None:
-        ckpt = load_checkpoint(resume_path, map_location=dev)
-        if ckpt["arch"] != {"generator": gen_arch, "discriminator": disc_arch}:
-            raise CheckpointError(
-                f"{resume_path} was trained with another architecture ({ckpt['arch']['generator']}): "
-                "resume with the model/discriminator/dataset options it was trained with"
-            )
-        for name in ("G_A", "G_B", "D_A", "D_B"):
-            load_state(getattr(net, name), ckpt["models"][name], name, resume_path)
-        opt_G.load_state_dict(ckpt["optimizers"]["G"])
-        opt_D.load_state_dict(ckpt["optimizers"]["D"])
-        sched_G.load_state_dict(ckpt["schedulers"]["G"])
-        sched_D.load_state_dict(ckpt["schedulers"]["D"])
-        if ckpt.get("scaler"):
-            scaler.load_state_dict(ckpt["scaler"])
-        pool_A.load_state_dict(ckpt["pools"]["A"])
-        pool_B.load_state_dict(ckpt["pools"]["B"])
-        set_rng_state(ckpt["rng"])
-        step, epoch, epoch_step = ckpt["step"], ckpt["epoch"], ckpt["epoch_step"]
-        log.info("resumed from %s at step %d (epoch %d)", resume_path, step, epoch)
+        st.load_state_dict(load_checkpoint(resume_path, map_location=dev), resume_path)
+        log.info("resumed from %s at step %d (epoch %d)", resume_path, st.step, st.epoch)
     elif resume == "auto":
         log.info("resume=auto: no checkpoint in %s yet, starting a new run", run_dir)
-
-    def save(path: Path) -> None:
-        save_atomic(
-            {
-                "format": CHECKPOINT_FORMAT,
-                "version": CHECKPOINT_VERSION,
-                "arch": {"generator": gen_arch, "discriminator": disc_arch},
-                "models": {n: getattr(net, n).state_dict() for n in ("G_A", "G_B", "D_A", "D_B")},
-                "optimizers": {"G": opt_G.state_dict(), "D": opt_D.state_dict()},
-                "schedulers": {"G": sched_G.state_dict(), "D": sched_D.state_dict()},
-                "scaler": scaler.state_dict() if scaler.is_enabled() else None,
-                "pools": {"A": pool_A.state_dict(), "B": pool_B.state_dict()},
-                "rng": rng_state(),
-                "step": step,
-                "epoch": epoch,
-                "epoch_step": epoch_step,
-                "config": config or {},
-            },
-            path,
-        )
+    if on_nonfinite == "rollback" and not latest_path.exists():
+        st.save(latest_path, config)  # something to roll back to before the first checkpoint
 
     # ---- reporting -----------------------------------------------------------------------
-    reporter = Reporter(run_dir, purge_step=step if resume_path is not None else None)
+    reporter = Reporter(run_dir, purge_step=st.step if resume_path is not None else None)
     samples = {
-        "train": (_fixed_samples(train_A, num_samples), _fixed_samples(train_B, num_samples))
+        "train": (_fixed_samples(train_A, num_samples), _fixed_samples(train_B, num_samples)),
+        "test": (_fixed_samples(test_A, num_samples), _fixed_samples(test_B, num_samples)),
     }
-    if test_A is not train_A:
-        samples["test"] = (_fixed_samples(test_A, num_samples), _fixed_samples(test_B, num_samples))
-    n_params = sum(p.numel() for p in g_params) // 2
+    diag = Diagnostics(gan_mode=loss["name"]) if diagnostics else None
     log.info(
-        "run dir: %s\ndevice: %s, precision %s | data: %d A + %d B images, %d steps/epoch, %d steps in all "
-        "| generator %.2fM params",
-        run_dir,
-        dev,
-        precision,
-        len(train_A),
-        len(train_B),
-        steps_per_epoch,
-        total_steps,
-        n_params / 1e6,
-    )
+        "run dir: %s\ndevice: %s, precision %s | data: %d A + %d B images, %d steps/epoch, "
+        "%d steps in all | generator %.2fM params",
+        run_dir, dev, precision, len(train_A), len(train_B), steps_per_epoch, total_steps,
+        sum(p.numel() for p in net.G_A.parameters()) / 1e6,
+    )  # fmt: skip
     means = RunningMeans()
     bar = tqdm(
-        total=total_steps, initial=step, disable=not progress, unit="step", dynamic_ncols=True
+        total=total_steps, initial=st.step, disable=not progress, unit="step", dynamic_ncols=True
     )
-    t_last, step_last = time.perf_counter(), step
+    t_last, step_last = time.perf_counter(), st.step
+    rollbacks = 0
     net.train()
 
     # ---- the loop --------------------------------------------------------------------------
     with StopRequest() as stop:
-        while step < total_steps and stop.signal_name is None:
-            sampler.set_epoch(epoch, start=epoch_step * batch_size)
+        while st.step < total_steps and stop.signal_name is None:
+            sampler.set_epoch(st.epoch, start=st.epoch_step * batch_size)
             for batch in loader:
                 real_A = batch["A"].to(dev, non_blocking=True)  # (N, C, H, W) in [-1, 1]
                 real_B = batch["B"].to(dev, non_blocking=True)
-
-                # generator phase: adversarial both ways + cycle + identity; every critic_steps batches
-                terms: dict[str, torch.Tensor] = {}
-                if step % critic_steps == 0:
-                    opt_G.zero_grad(set_to_none=True)
-                    with autocast(dev, precision):
-                        g_total, g_terms, fakes = objective.generator_phase(net, real_A, real_B)
-                    scaler.scale(g_total).backward()
-                    scaler.step(opt_G)
-                    terms.update(g_terms, G=g_total.detach())
-                    fake_A, fake_B = fakes.fake_A.detach(), fakes.fake_B.detach()
-                else:  # critic-only step (wgangp with critic_steps > 1): fresh fakes, no G update
-                    with torch.no_grad(), autocast(dev, precision):
-                        fake_B, fake_A = net.G_A(real_A), net.G_B(real_B)
-
-                # discriminator phase: real versus fakes drawn from the history buffers
-                opt_D.zero_grad(set_to_none=True)
-                with autocast(dev, precision):
-                    d_total, d_terms = objective.discriminator_phase(
-                        net, real_A, real_B, pool_A.query(fake_A), pool_B.query(fake_B)
-                    )
-                scaler.scale(d_total).backward()
-                scaler.step(opt_D)
-                scaler.update()
-                terms.update(d_terms)
-                sched_G.step()
-                sched_D.step()
+                try:
+                    terms = _train_step(st, objective, real_A, real_B, dev, precision, critic_steps)
+                except torch.OutOfMemoryError as exc:
+                    raise TrainingError(
+                        f"out of memory at step {st.step + 1} (train.batch_size={batch_size}): "
+                        "lower train.batch_size or the image size (dataset.crop_size or "
+                        "dataset.image_size), or use precision=bf16 (fp16 on CUDA)"
+                    ) from exc
 
                 bad = [k for k, v in terms.items() if not torch.isfinite(v).all()]
                 if bad:  # never let a non-finite state reach a checkpoint
-                    raise TrainingError(
-                        f"loss {', '.join(bad)} became non-finite at step {step + 1}: lower train.lr, "
-                        f"use precision=fp32, or resume=auto from the last checkpoint ({latest_path})"
-                    )
-                step += 1
-                epoch_step += 1
+                    where = f"loss {', '.join(bad)} became non-finite at step {st.step + 1}"
+                    if on_nonfinite != "rollback" or rollbacks >= max_rollbacks:
+                        raise TrainingError(
+                            f"{where}: lower train.lr, use precision=fp32, or set "
+                            f"train.on_nonfinite=rollback; the last good checkpoint is {latest_path}"
+                        )
+                    rollbacks += 1
+                    st.load_state_dict(load_checkpoint(latest_path, map_location=dev), latest_path)
+                    st.scale_lr(rollback_lr_factor)
+                    log.warning(
+                        "%s: rolled back to step %d with the learning rate x%g (rollback %d of %d)",
+                        where, st.step, rollback_lr_factor, rollbacks, max_rollbacks,
+                    )  # fmt: skip
+                    reporter.text("diagnostics", where)
+                    bar.n = st.step
+                    means.reset()
+                    break  # restart the epoch's data at the restored position
+                st.step += 1
+                st.epoch_step += 1
                 means.add(terms)
                 bar.update(1)
 
-                if step % log_every == 0 or step == total_steps:
+                if st.step % log_every == 0 or st.step == total_steps:
                     values = means.means()
                     means.reset()
                     now = time.perf_counter()
-                    reporter.scalars(step, values, "loss")
-                    reporter.scalars(
-                        step,
-                        {"G": opt_G.param_groups[0]["lr"], "D": opt_D.param_groups[0]["lr"]},
-                        "lr",
-                    )
-                    rate = (step - step_last) * batch_size / max(now - t_last, 1e-9)
-                    reporter.scalars(step, {"images_per_sec": rate, "epoch": epoch}, "speed")
-                    t_last, step_last = now, step
+                    reporter.scalars(st.step, values, "loss")
+                    lrs = {"G": opt_G.param_groups[0]["lr"], "D": opt_D.param_groups[0]["lr"]}
+                    reporter.scalars(st.step, lrs, "lr")
+                    rate = (st.step - step_last) * batch_size / max(now - t_last, 1e-9)
+                    reporter.scalars(st.step, {"images_per_sec": rate, "epoch": st.epoch}, "speed")
+                    t_last, step_last = now, st.step
+                    for warning in diag.observe(st.step, values) if diag else []:
+                        log.warning("warning: %s", warning)
+                        reporter.text("diagnostics", warning)
                     bar.set_postfix(
                         {
                             k: f"{values[k]:.3f}"
@@ -356,17 +412,17 @@ def train(
                         },
                         refresh=False,
                     )
-                if step % image_every == 0 or step == total_steps:
-                    _log_grids(reporter, step, net, samples, dev, precision)
-                if epoch_step == steps_per_epoch:
-                    epoch, epoch_step = epoch + 1, 0
-                    save(latest_path)
-                elif step % checkpoint_every == 0 or step == total_steps:
-                    save(latest_path)
-                if step >= total_steps or stop.signal_name is not None:
+                if st.step % image_every == 0 or st.step == total_steps:
+                    _log_grids(reporter, st.step, net, samples, dev, precision, diag)
+                if st.epoch_step == steps_per_epoch:
+                    st.epoch, st.epoch_step = st.epoch + 1, 0
+                    st.save(latest_path, config)
+                elif st.step % checkpoint_every == 0 or st.step == total_steps:
+                    st.save(latest_path, config)
+                if st.step >= total_steps or stop.signal_name is not None:
                     break
         if stop.signal_name is not None:
-            save(latest_path)
+            st.save(latest_path, config)
     bar.close()
     reporter.close()
 
@@ -374,23 +430,56 @@ def train(
         log.warning(
             "stopped by %s at step %d/%d; checkpoint %s\ncontinue with: gantrans train "
             "hydra.run.dir=%s resume=auto (and the same overrides)",
-            stop.signal_name,
-            step,
-            total_steps,
-            latest_path,
-            run_dir,
-        )
+            stop.signal_name, st.step, total_steps, latest_path, run_dir,
+        )  # fmt: skip
         raise SystemExit(130 if stop.signal_name == "SIGINT" else 143)
-    log.info("done: %d steps; checkpoint %s", step, latest_path)
-    if (
-        max_steps is not None
-        and step == max_steps
-        and step < (n_epochs + n_epochs_decay) * steps_per_epoch
-    ):
+    log.info("done: %d steps; checkpoint %s", st.step, latest_path)
+    planned = (n_epochs + n_epochs_decay) * steps_per_epoch
+    if max_steps is not None and st.step == max_steps < planned:
         log.info(
             "stopped at train.max_steps=%d; raise it and pass resume=auto to continue", max_steps
         )
     return latest_path
+
+
+def _train_step(
+    st: TrainState,
+    objective: CycleGANLoss,
+    real_A: torch.Tensor,
+    real_B: torch.Tensor,
+    dev: torch.device,
+    precision: str,
+    critic_steps: int,
+) -> dict[str, torch.Tensor]:
+    """One optimisation step of both phases; returns the detached loss terms."""
+    net, scaler = st.net, st.scaler
+    terms: dict[str, torch.Tensor] = {}
+    # generator phase: adversarial both ways + cycle + identity; every critic_steps batches
+    if st.step % critic_steps == 0:
+        st.opt_G.zero_grad(set_to_none=True)
+        with autocast(dev, precision):
+            g_total, g_terms, fakes = objective.generator_phase(net, real_A, real_B)
+        scaler.scale(g_total).backward()
+        scaler.step(st.opt_G)
+        terms.update(g_terms, G=g_total.detach())
+        fake_A, fake_B = fakes.fake_A.detach(), fakes.fake_B.detach()
+    else:  # critic-only step (wgangp with critic_steps > 1): fresh fakes, no G update
+        with torch.no_grad(), autocast(dev, precision):
+            fake_B, fake_A = net.G_A(real_A), net.G_B(real_B)
+
+    # discriminator phase: real versus fakes drawn from the history buffers
+    st.opt_D.zero_grad(set_to_none=True)
+    with autocast(dev, precision):
+        d_total, d_terms = objective.discriminator_phase(
+            net, real_A, real_B, st.pool_A.query(fake_A), st.pool_B.query(fake_B)
+        )
+    scaler.scale(d_total).backward()
+    scaler.step(st.opt_D)
+    scaler.update()
+    terms.update(d_terms)
+    st.sched_G.step()
+    st.sched_D.step()
+    return terms
 
 
 def main(cfg: DictConfig) -> None:

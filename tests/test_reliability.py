@@ -1,0 +1,186 @@
+"""Surviving interruption, numerical faults, a full disk, and failure-mode diagnostics."""
+
+from __future__ import annotations
+
+import errno
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from gantrans import checkpoint, train
+from gantrans.checkpoint import load_checkpoint
+from gantrans.diagnostics import Diagnostics
+
+from .conftest import TINY
+
+
+def run_dir_args(run: Path, *extra: str) -> list[str]:
+    return ["train", *TINY, f"hydra.run.dir={run}", *extra]
+
+
+def poison_step(monkeypatch, at_steps: set[int]):
+    """Make the training step report a NaN loss at the given (1-based) steps, once each."""
+    real = train._train_step
+    seen: set[int] = set()
+
+    def step(st, *args, **kwargs):
+        terms = real(st, *args, **kwargs)
+        if st.step + 1 in at_steps and st.step + 1 not in seen:
+            seen.add(st.step + 1)
+            terms["cycle_A"] = torch.tensor(float("nan"))
+        return terms
+
+    monkeypatch.setattr(train, "_train_step", step)
+
+
+def test_nan_stops_with_the_term_and_step_and_keeps_the_good_checkpoint(
+    gantrans, tmp_path, monkeypatch
+):
+    poison_step(monkeypatch, {4})
+    run = tmp_path / "run"
+    code, _, err = gantrans(*run_dir_args(run, "train.max_steps=6", "train.checkpoint_every=2"))
+    assert code == 2
+    line = err.strip().splitlines()[-1]
+    assert "loss cycle_A became non-finite at step 4" in line
+    ckpt = load_checkpoint(run / "checkpoints" / "latest.pt")
+    assert ckpt["step"] == 2  # the last good one, not a poisoned state
+
+
+def test_nan_rolls_back_with_a_lower_learning_rate(gantrans, tmp_path, monkeypatch):
+    poison_step(monkeypatch, {4})
+    run = tmp_path / "run"
+    code, out, err = gantrans(
+        *run_dir_args(
+            run,
+            "train.max_steps=6",
+            "train.checkpoint_every=2",
+            "train.on_nonfinite=rollback",
+            "train.rollback_lr_factor=0.5",
+        )
+    )
+    assert code == 0, err
+    assert "rolled back to step 2" in out
+    ckpt = load_checkpoint(run / "checkpoints" / "latest.pt")
+    assert ckpt["step"] == 6
+    assert ckpt["schedulers"]["G"]["base_lrs"] == [pytest.approx(1e-4)]
+    for sd in ckpt["models"].values():
+        assert all(torch.isfinite(v).all() for v in sd.values() if v.is_floating_point())
+
+
+def test_full_disk_keeps_the_previous_checkpoint(gantrans, tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    assert gantrans(*run_dir_args(run, "train.max_steps=1"))[0] == 0
+    before = (run / "checkpoints" / "latest.pt").read_bytes()
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(checkpoint.torch, "save", full)
+    code, _, err = gantrans(*run_dir_args(run, "train.max_steps=2", "resume=auto"))
+    assert code == 2 and "no space left" in err and "previous checkpoint is intact" in err
+    assert len(err.strip().splitlines()) == 1
+    assert (run / "checkpoints" / "latest.pt").read_bytes() == before
+    assert not [
+        p for p in (run / "checkpoints").iterdir() if p.name != "latest.pt"
+    ]  # no temp files
+
+
+def test_diagnostics_discriminator_wins_and_generator_rises():
+    diag = Diagnostics(gan_mode="lsgan")
+    warnings = []
+    for step in range(1, 8):
+        warnings += diag.observe(
+            step,
+            {
+                "D_A": 0.001,
+                "D_A_acc": 0.999,
+                "D_B": 0.2,
+                "D_B_acc": 0.7,
+                "G_A": 0.5 * 2**step,
+                "G_B": 0.5,
+            },
+        )
+    text = "\n".join(warnings)
+    assert "discriminator D_A wins outright" in text and "D_B" not in text.replace("D_A", "")
+    assert "adversarial loss keeps rising" in text
+    assert sum("D_A wins" in w for w in warnings) == 1  # reported once while it lasts
+
+
+def test_diagnostics_collapse():
+    diag = Diagnostics()
+    inputs = torch.rand(4, 3, 8, 8)
+    ratio, warnings = diag.observe_samples(1, inputs, torch.zeros(4, 3, 8, 8) + 0.3, "AtoB")
+    assert ratio == 0 and "collapsed" in warnings[0]
+    ratio, warnings = diag.observe_samples(2, inputs, inputs.flip(0), "AtoB")
+    assert ratio == pytest.approx(1.0) and warnings == []
+
+
+def _train_cmd(run: Path, *extra: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "gantrans",
+        "train",
+        *TINY,
+        "train.log_every=50",
+        "train.image_every=1000",
+        "dataset.train_size=64",
+        f"hydra.run.dir={run}",
+        *extra,
+    ]
+
+
+def _wait_for(path: Path, timeout: float = 60) -> None:
+    end = time.time() + timeout
+    while not path.exists():
+        if time.time() > end:
+            raise AssertionError(f"{path} never appeared")
+        time.sleep(0.05)
+
+
+def test_sigint_finishes_the_step_saves_and_says_how_to_resume(tmp_path):
+    run = tmp_path / "run"
+    proc = subprocess.Popen(
+        _train_cmd(run, "train.max_steps=100000", "train.checkpoint_every=100000"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    _wait_for(run / "tb", 60)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130, out
+    assert "resume=auto" in out and "Traceback" not in out
+    ckpt = load_checkpoint(run / "checkpoints" / "latest.pt")
+    assert ckpt["step"] > 0
+
+
+def test_kill_9_at_random_points_then_resume_completes(tmp_path):
+    """Fault injection: SIGKILL during training (and saving) several times; resume=auto each time."""
+    run, total = tmp_path / "run", 40
+    rng = random.Random(0)
+    cmd = _train_cmd(run, f"train.max_steps={total}", "train.checkpoint_every=3", "resume=auto")
+    kills = 0
+    for _ in range(3):
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        _wait_for(run / "tb", 60)
+        time.sleep(rng.uniform(0.5, 2.5))
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+            kills += 1
+        proc.wait(timeout=30)
+        latest = run / "checkpoints" / "latest.pt"
+        if latest.exists():
+            load_checkpoint(latest)  # whatever moment it died, the latest checkpoint loads
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert load_checkpoint(run / "checkpoints" / "latest.pt")["step"] == total
+    assert kills >= 1
