@@ -13,7 +13,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from gantrans import __version__
+from gantrans import __version__, distributed
 from gantrans.config import register_configs
 from gantrans.errors import GantransError
 
@@ -133,6 +133,9 @@ def run_subcommand(name: str, args: list[str]) -> int:
     # gets the full traceback, as Hydra documents.
     os.environ["HYDRA_FULL_ERROR"] = "1"
     saved_argv = sys.argv
+    if name == "train" and distributed.env_rank() > 0:
+        # under torchrun only rank 0 owns the run directory (it tells the others where it is)
+        args = [*args, "hydra.output_subdir=null", "hydra.run.dir=.", "hydra/job_logging=stdout"]
     sys.argv = [f"gantrans {name}", *args]
     try:
         _entry()

@@ -87,6 +87,63 @@ def _both(
     return out[: x.shape[0]], out[x.shape[0] :]
 
 
+class GeneratorPair(nn.Module):
+    """Both generators' work for one step as a single forward call.
+
+    One call per phase is what DistributedDataParallel needs to synchronise gradients, so the
+    training loop can wrap this module (and `DiscriminatorPair`) in DDP; on one device it is
+    used as is. It holds references to G_A and G_B, not copies.
+
+    Returns (fake_B, fake_A, rec_A, rec_B, idt_A, idt_B); the identity outputs are None when
+    `identity` is off.
+    """
+
+    def __init__(self, G_A: nn.Module, G_B: nn.Module, identity: bool, fuse: bool) -> None:
+        super().__init__()
+        self.G_A, self.G_B = G_A, G_B
+        self.identity, self.fuse = identity, fuse
+
+    def forward(self, real_A: torch.Tensor, real_B: torch.Tensor) -> tuple:
+        idt_A = idt_B = None
+        if self.identity:
+            fake_B, idt_A = _both(self.G_A, real_A, real_B, self.fuse)  # G_A(A), G_A(B)
+            fake_A, idt_B = _both(self.G_B, real_B, real_A, self.fuse)  # G_B(B), G_B(A)
+        else:
+            fake_B, fake_A = self.G_A(real_A), self.G_B(real_B)
+        rec_A = self.G_B(fake_B)  # G_B(G_A(A))
+        rec_B = self.G_A(fake_A)  # G_A(G_B(B))
+        return fake_B, fake_A, rec_A, rec_B, idt_A, idt_B
+
+
+class DiscriminatorPair(nn.Module):
+    """Both discriminators' scores (and WGAN-GP penalties) for one step as one forward call.
+
+    Returns (D_A(real_B), D_A(fake_B), D_B(real_A), D_B(fake_A), gp_A, gp_B); the penalties
+    are None unless `penalty` is set.
+    """
+
+    def __init__(self, D_A: nn.Module, D_B: nn.Module, penalty: bool, fuse: bool) -> None:
+        super().__init__()
+        self.D_A, self.D_B = D_A, D_B
+        self.penalty, self.fuse = penalty, fuse
+
+    def forward(
+        self,
+        real_A: torch.Tensor,
+        real_B: torch.Tensor,
+        fake_A: torch.Tensor,
+        fake_B: torch.Tensor,
+        generator: torch.Generator | None = None,
+    ) -> tuple:
+        real_B_score, fake_B_score = _both(self.D_A, real_B, fake_B, self.fuse)
+        real_A_score, fake_A_score = _both(self.D_B, real_A, fake_A, self.fuse)
+        gp_A = gp_B = None
+        if self.penalty:
+            gp_A = gradient_penalty(self.D_A, real_B, fake_B, generator)
+            gp_B = gradient_penalty(self.D_B, real_A, fake_A, generator)
+        return real_B_score, fake_B_score, real_A_score, fake_A_score, gp_A, gp_B
+
+
 class CycleGANLoss:
     """The CycleGAN objective, split into a generator phase and a discriminator phase.
 
@@ -118,32 +175,42 @@ class CycleGANLoss:
         self.fuse_generators = fuse_generators
         self.fuse_discriminators = fuse_discriminators
 
+    def pairs(self, model: CycleGAN) -> tuple[GeneratorPair, DiscriminatorPair]:
+        """The single-call modules of both phases for `model` (wrap them in DDP to distribute)."""
+        identity = self.lambda_identity > 0
+        return (
+            GeneratorPair(model.G_A, model.G_B, identity, self.fuse_generators and identity),
+            DiscriminatorPair(
+                model.D_A, model.D_B, self.gan_mode == "wgangp", self.fuse_discriminators
+            ),
+        )
+
     def generator_phase(
-        self, model: CycleGAN, real_A: torch.Tensor, real_B: torch.Tensor
+        self,
+        model: CycleGAN,
+        real_A: torch.Tensor,
+        real_B: torch.Tensor,
+        generators: nn.Module | None = None,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor], Fakes]:
         """Loss for both generators: adversarial both ways, cycle and identity L1.
 
+        Args:
+            generators: the GeneratorPair to run (possibly DDP-wrapped); built if None.
+
         Returns the total (to back-propagate), the detached terms by name, and the fakes.
         """
-        identity = self.lambda_identity > 0
-        fuse = self.fuse_generators and identity
+        generators = generators if generators is not None else self.pairs(model)[0]
         # the discriminators only score here: no gradients for their weights
         _set_requires_grad(model.discriminators(), False)
         try:
-            if identity:
-                fake_B, idt_A = _both(model.G_A, real_A, real_B, fuse)  # G_A(A), G_A(B)
-                fake_A, idt_B = _both(model.G_B, real_B, real_A, fuse)  # G_B(B), G_B(A)
-            else:
-                fake_B, fake_A = model.G_A(real_A), model.G_B(real_B)
-            rec_A = model.G_B(fake_B)  # G_B(G_A(A))
-            rec_B = model.G_A(fake_A)  # G_A(G_B(B))
+            fake_B, fake_A, rec_A, rec_B, idt_A, idt_B = generators(real_A, real_B)
             terms: dict[str, torch.Tensor] = {}
             terms["G_A"] = self.adv(model.D_A(fake_B), True)  # D_A(G_A(A)) -> real
             terms["G_B"] = self.adv(model.D_B(fake_A), True)  # D_B(G_B(B)) -> real
             # ||G_B(G_A(A)) - A||_1 and ||G_A(G_B(B)) - B||_1
             terms["cycle_A"] = F.l1_loss(rec_A.float(), real_A.float()) * self.lambda_cycle
             terms["cycle_B"] = F.l1_loss(rec_B.float(), real_B.float()) * self.lambda_cycle
-            if identity:
+            if idt_A is not None:
                 w = self.lambda_cycle * self.lambda_identity
                 # ||G_A(B) - B||_1 and ||G_B(A) - A||_1: keep colours when already in the target domain
                 terms["idt_A"] = F.l1_loss(idt_A.float(), real_B.float()) * w
@@ -162,6 +229,7 @@ class CycleGANLoss:
         fake_A: torch.Tensor,
         fake_B: torch.Tensor,
         generator: torch.Generator | None = None,
+        discriminators: nn.Module | None = None,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Loss for both discriminators on real images versus (pooled, detached) fakes.
 
@@ -170,18 +238,21 @@ class CycleGANLoss:
         Also returns `D_A_acc` / `D_B_acc`: the share of patches the discriminator gets right
         (for the failure-mode diagnostics; wgangp: the share of real images scored above the
         mean fake score).
+
+        Args:
+            discriminators: the DiscriminatorPair to run (possibly DDP-wrapped); built if None.
         """
+        discriminators = discriminators if discriminators is not None else self.pairs(model)[1]
+        scores = discriminators(real_A, real_B, fake_A.detach(), fake_B.detach(), generator)
+        real_B_score, fake_B_score, real_A_score, fake_A_score, gp_A, gp_B = scores
         terms: dict[str, torch.Tensor] = {}
-        for name, net, real, fake in (
-            ("D_A", model.D_A, real_B, fake_B),
-            ("D_B", model.D_B, real_A, fake_A),
+        for name, pred_real, pred_fake, gp in (
+            ("D_A", real_B_score, fake_B_score, gp_A),
+            ("D_B", real_A_score, fake_A_score, gp_B),
         ):
-            fake = fake.detach()
-            pred_real, pred_fake = _both(net, real, fake, self.fuse_discriminators)
             loss_real = self.adv(pred_real, True)
             loss_fake = self.adv(pred_fake, False)
-            if self.gan_mode == "wgangp":
-                gp = gradient_penalty(net, real, fake, generator)
+            if gp is not None:
                 terms[f"{name}_gp"] = gp.detach()
                 terms[name] = loss_real + loss_fake + self.lambda_gp * gp
             else:

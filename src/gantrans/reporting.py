@@ -58,26 +58,37 @@ def cycle_grid(real: torch.Tensor, fake: torch.Tensor, rec: torch.Tensor) -> tor
 class Reporter:
     """TensorBoard writer plus PNG copies of the image grids under <run>/samples."""
 
-    def __init__(self, run_dir: Path, purge_step: int | None = None) -> None:
+    def __init__(self, run_dir: Path, purge_step: int | None = None, enabled: bool = True) -> None:
+        """`enabled=False` gives a reporter that writes nothing (non-zero ranks in DDP)."""
         self.run_dir = run_dir
+        self.enabled = enabled
         self.samples_dir = run_dir / "samples"
-        self.samples_dir.mkdir(parents=True, exist_ok=True)
-        self.writer = SummaryWriter(log_dir=str(run_dir / "tb"), purge_step=purge_step)
+        self.writer = None
+        if enabled:
+            self.samples_dir.mkdir(parents=True, exist_ok=True)
+            self.writer = SummaryWriter(log_dir=str(run_dir / "tb"), purge_step=purge_step)
 
     def scalars(self, step: int, values: dict[str, float], prefix: str) -> None:
+        if self.writer is None:
+            return
         for key, value in values.items():
             self.writer.add_scalar(f"{prefix}/{key}", value, step)
 
     def grid(self, step: int, tag: str, grid: torch.Tensor) -> None:
         """Log a (3, H, W) grid in [0, 1] to TensorBoard and save it as a PNG."""
+        if self.writer is None:
+            return
         self.writer.add_image(tag, grid, step)
         save_image(grid, self.samples_dir / f"{tag.replace('/', '_')}_{step:07d}.png")
 
     def text(self, tag: str, text: str) -> None:
-        self.writer.add_text(tag, text, 0)
+        if self.writer is not None:
+            self.writer.add_text(tag, text, 0)
 
     def flush(self) -> None:
-        self.writer.flush()
+        if self.writer is not None:
+            self.writer.flush()
 
     def close(self) -> None:
-        self.writer.close()
+        if self.writer is not None:
+            self.writer.close()

@@ -5,15 +5,17 @@ from __future__ import annotations
 import logging
 import signal
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
+from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
+from gantrans import distributed
 from gantrans.checkpoint import (
     CHECKPOINT_FORMAT,
     CHECKPOINT_VERSION,
@@ -29,6 +31,7 @@ from gantrans.config import check_train_config, to_plain
 from gantrans.cyclegan import CycleGAN, CycleGANLoss, discriminator_arch, generator_arch
 from gantrans.data import UnpairedDataset, UnpairedSampler, build_domains
 from gantrans.diagnostics import Diagnostics
+from gantrans.distributed import DistInfo
 from gantrans.errors import CheckpointError, ConfigError, GantransError
 from gantrans.image_pool import ImagePool
 from gantrans.reporting import Reporter, RunningMeans, cycle_grid
@@ -140,11 +143,20 @@ class TrainState:
     step: int = 0
     epoch: int = 0
     epoch_step: int = 0  # batches of `epoch` already consumed
+    dist_info: DistInfo = field(default_factory=DistInfo)
 
     def arch(self) -> dict:
         return {"generator": self.net.gen_arch, "discriminator": self.net.disc_arch}
 
+    def _rank_state(self) -> dict:
+        """What differs between DDP ranks: their image buffers and RNG streams."""
+        return {
+            "pools": {"A": self.pool_A.state_dict(), "B": self.pool_B.state_dict()},
+            "rng": rng_state(),
+        }
+
     def state_dict(self, config: dict | None = None) -> dict:
+        ranks = distributed.gather_objects(self._rank_state(), self.dist_info)
         return {
             "format": CHECKPOINT_FORMAT,
             "version": CHECKPOINT_VERSION,
@@ -159,6 +171,7 @@ class TrainState:
             "epoch": self.epoch,
             "epoch_step": self.epoch_step,
             "config": config or {},
+            "ranks": ranks if self.dist_info.enabled else [],
         }
 
     def load_state_dict(self, ckpt: dict, path: Path) -> None:
@@ -175,9 +188,19 @@ class TrainState:
         self.sched_D.load_state_dict(ckpt["schedulers"]["D"])
         if ckpt.get("scaler"):
             self.scaler.load_state_dict(ckpt["scaler"])
-        self.pool_A.load_state_dict(ckpt["pools"]["A"])
-        self.pool_B.load_state_dict(ckpt["pools"]["B"])
-        set_rng_state(ckpt["rng"])
+        own = ckpt["pools"], ckpt["rng"]
+        ranks = ckpt.get("ranks") or []
+        if self.dist_info.enabled and len(ranks) == self.dist_info.world_size:
+            own = ranks[self.dist_info.rank]["pools"], ranks[self.dist_info.rank]["rng"]
+        elif self.dist_info.enabled and self.dist_info.rank > 0:
+            log.warning(
+                "rank %d: the checkpoint has no state for %d ranks; using rank 0's image buffers",
+                self.dist_info.rank, self.dist_info.world_size,
+            )  # fmt: skip
+        self.pool_A.load_state_dict(own[0]["A"])
+        self.pool_B.load_state_dict(own[0]["B"])
+        if self.dist_info.rank == 0 or len(ranks) == self.dist_info.world_size:
+            set_rng_state(own[1])
         self.step, self.epoch, self.epoch_step = ckpt["step"], ckpt["epoch"], ckpt["epoch_step"]
 
     def save(self, path: Path, config: dict | None = None) -> None:
@@ -188,7 +211,9 @@ class TrainState:
                     f"the weights of {name} are not finite at step {self.step}; {path} is left "
                     "as it was: resume=auto from it with a lower train.lr"
                 )
-        save_atomic(self.state_dict(config), path)
+        state = self.state_dict(config)  # a collective under DDP: every rank gets here
+        if self.dist_info.is_main:
+            save_atomic(state, path)
 
     def scale_lr(self, factor: float) -> None:
         """Multiply the base learning rates (the schedule's factor still applies on top)."""
@@ -229,6 +254,7 @@ def train(
     precision: str = "fp32",
     resume: str | None = None,
     config: dict | None = None,
+    dist_info: DistInfo | None = None,
 ) -> Path:
     """Train a CycleGAN and return the path of its latest checkpoint.
 
@@ -238,22 +264,26 @@ def train(
         resume: None (start fresh), "auto" (continue from run_dir's latest checkpoint if there
             is one) or the path of a checkpoint to continue from.
         config: the whole resolved config, stored in every checkpoint.
+        dist_info: rank and world size under torchrun (DistributedDataParallel); None = one process.
         The other arguments are the `train.*` options, documented in gantrans.config.
     """
+    di = dist_info or DistInfo()
     dev = resolve_device(device)
+    if di.enabled and dev.type == "cuda":
+        dev = torch.device("cuda", di.local_rank)  # one GPU per process
     latest_path = run_dir / "checkpoints" / LATEST
 
     # ---- what to resume from -------------------------------------------------------------
     resume_path: Path | None = None
     if resume == "auto":
-        resume_path = find_latest(run_dir)
+        resume_path = distributed.broadcast_object(find_latest(run_dir), di)
     elif resume:
         resume_path = Path(resume)
         if not resume_path.is_file():
             raise CheckpointError(
                 f"resume={resume}: no such checkpoint file (use resume=auto or a .pt path)"
             )
-    elif latest_path.exists():
+    elif distributed.broadcast_object(latest_path.exists(), di):
         raise ConfigError(
             f"{run_dir} already holds a checkpoint: pass resume=auto to continue that run, "
             "or choose a new hydra.run.dir"
@@ -265,15 +295,19 @@ def train(
     train_A, train_B = build_domains(dataset, "train", channels)
     test_A, test_B = build_domains(dataset, "test", channels)
     data = UnpairedDataset(train_A, train_B, augment=True)
-    steps_per_epoch = len(data) // batch_size
+    global_batch = batch_size * di.world_size  # images per domain per step, all ranks together
+    steps_per_epoch = len(data) // global_batch
     if steps_per_epoch == 0:
         raise ConfigError(
-            f"train.batch_size={batch_size} is larger than the dataset ({len(data)} images per epoch)"
+            f"train.batch_size={batch_size} x {di.world_size} process(es) is larger than the dataset "
+            f"({len(data)} images per epoch)"
         )
     total_steps = (n_epochs + n_epochs_decay) * steps_per_epoch
     if max_steps is not None:
         total_steps = min(total_steps, max_steps)
-    sampler = UnpairedSampler(len(train_A), len(train_B), seed=seed)
+    sampler = UnpairedSampler(
+        len(train_A), len(train_B), seed=seed, rank=di.rank, world_size=di.world_size
+    )
     loader = torch.utils.data.DataLoader(
         data,
         batch_size=batch_size,
@@ -293,7 +327,11 @@ def train(
         (model.get("init_type", "normal"), model.get("init_gain", 0.02)),
         (discriminator.get("init_type", "normal"), discriminator.get("init_gain", 0.02)),
     )
+    if di.enabled and dev.type == "cuda":
+        net = torch.nn.SyncBatchNorm.convert_sync_batchnorm(net)  # no-op without batch norm
     net.to(dev)
+    if di.rank > 0:
+        torch.manual_seed(seed + 1000 * di.rank)  # same initial weights, own dropout/penalty draws
     objective = CycleGANLoss(
         gan_mode=loss["name"],
         lambda_cycle=loss["lambda_cycle"],
@@ -319,33 +357,46 @@ def train(
         sched_G=torch.optim.lr_scheduler.LambdaLR(opt_G, schedule),
         sched_D=torch.optim.lr_scheduler.LambdaLR(opt_D, schedule),
         scaler=torch.amp.GradScaler(dev.type, enabled=precision == "fp16"),
-        pool_A=ImagePool(pool_size, seed=seed + 1),
-        pool_B=ImagePool(pool_size, seed=seed + 2),
+        pool_A=ImagePool(pool_size, seed=seed + 1 + 1000 * di.rank),  # per-rank buffers
+        pool_B=ImagePool(pool_size, seed=seed + 2 + 1000 * di.rank),
+        dist_info=di,
     )
+    generators, discriminators = objective.pairs(net)
+    if di.enabled:  # gradients of each phase are averaged across ranks during backward
+        ids = [dev.index] if dev.type == "cuda" else None
+        generators = DistributedDataParallel(generators, device_ids=ids)
+        discriminators = DistributedDataParallel(discriminators, device_ids=ids)
     if resume_path is not None:
         st.load_state_dict(load_checkpoint(resume_path, map_location=dev), resume_path)
         log.info("resumed from %s at step %d (epoch %d)", resume_path, st.step, st.epoch)
     elif resume == "auto":
         log.info("resume=auto: no checkpoint in %s yet, starting a new run", run_dir)
-    if on_nonfinite == "rollback" and not latest_path.exists():
+    if on_nonfinite == "rollback" and not distributed.broadcast_object(latest_path.exists(), di):
         st.save(latest_path, config)  # something to roll back to before the first checkpoint
 
     # ---- reporting -----------------------------------------------------------------------
-    reporter = Reporter(run_dir, purge_step=st.step if resume_path is not None else None)
+    reporter = Reporter(
+        run_dir, purge_step=st.step if resume_path is not None else None, enabled=di.is_main
+    )
     samples = {
         "train": (_fixed_samples(train_A, num_samples), _fixed_samples(train_B, num_samples)),
         "test": (_fixed_samples(test_A, num_samples), _fixed_samples(test_B, num_samples)),
     }
-    diag = Diagnostics(gan_mode=loss["name"]) if diagnostics else None
+    diag = Diagnostics(gan_mode=loss["name"]) if diagnostics and di.is_main else None
     log.info(
         "run dir: %s\ndevice: %s, precision %s | data: %d A + %d B images, %d steps/epoch, "
-        "%d steps in all | generator %.2fM params",
+        "%d steps in all | generator %.2fM params%s",
         run_dir, dev, precision, len(train_A), len(train_B), steps_per_epoch, total_steps,
         sum(p.numel() for p in net.G_A.parameters()) / 1e6,
+        f" | {di.world_size} processes (DDP), {global_batch} images per step" if di.enabled else "",
     )  # fmt: skip
     means = RunningMeans()
     bar = tqdm(
-        total=total_steps, initial=st.step, disable=not progress, unit="step", dynamic_ncols=True
+        total=total_steps,
+        initial=st.step,
+        disable=not (progress and di.is_main),
+        unit="step",
+        dynamic_ncols=True,
     )
     t_last, step_last = time.perf_counter(), st.step
     rollbacks = 0
@@ -354,12 +405,15 @@ def train(
     # ---- the loop --------------------------------------------------------------------------
     with StopRequest() as stop:
         while st.step < total_steps and stop.signal_name is None:
-            sampler.set_epoch(st.epoch, start=st.epoch_step * batch_size)
+            sampler.set_epoch(st.epoch, start=st.epoch_step * global_batch)
             for batch in loader:
                 real_A = batch["A"].to(dev, non_blocking=True)  # (N, C, H, W) in [-1, 1]
                 real_B = batch["B"].to(dev, non_blocking=True)
                 try:
-                    terms = _train_step(st, objective, real_A, real_B, dev, precision, critic_steps)
+                    terms = _train_step(
+                        st, objective, (generators, discriminators), real_A, real_B, dev, precision,
+                        critic_steps,
+                    )  # fmt: skip
                 except torch.OutOfMemoryError as exc:
                     raise TrainingError(
                         f"out of memory at step {st.step + 1} (train.batch_size={batch_size}): "
@@ -368,6 +422,14 @@ def train(
                     ) from exc
 
                 bad = [k for k, v in terms.items() if not torch.isfinite(v).all()]
+                if di.enabled:  # every rank must take the same branch, or the collectives hang
+                    stop_any, bad_any = distributed.any_rank(
+                        [stop.signal_name is not None, bool(bad)], di, dev
+                    )
+                    if stop_any and stop.signal_name is None:
+                        stop.signal_name = "SIGTERM"  # another rank was told to stop
+                    if bad_any and not bad:
+                        bad = ["(on another rank)"]
                 if bad:  # never let a non-finite state reach a checkpoint
                     where = f"loss {', '.join(bad)} became non-finite at step {st.step + 1}"
                     if on_nonfinite != "rollback" or rollbacks >= max_rollbacks:
@@ -398,7 +460,7 @@ def train(
                     reporter.scalars(st.step, values, "loss")
                     lrs = {"G": opt_G.param_groups[0]["lr"], "D": opt_D.param_groups[0]["lr"]}
                     reporter.scalars(st.step, lrs, "lr")
-                    rate = (st.step - step_last) * batch_size / max(now - t_last, 1e-9)
+                    rate = (st.step - step_last) * global_batch / max(now - t_last, 1e-9)
                     reporter.scalars(st.step, {"images_per_sec": rate, "epoch": st.epoch}, "speed")
                     t_last, step_last = now, st.step
                     for warning in diag.observe(st.step, values) if diag else []:
@@ -412,7 +474,7 @@ def train(
                         },
                         refresh=False,
                     )
-                if st.step % image_every == 0 or st.step == total_steps:
+                if (st.step % image_every == 0 or st.step == total_steps) and di.is_main:
                     _log_grids(reporter, st.step, net, samples, dev, precision, diag)
                 if st.epoch_step == steps_per_epoch:
                     st.epoch, st.epoch_step = st.epoch + 1, 0
@@ -445,6 +507,7 @@ def train(
 def _train_step(
     st: TrainState,
     objective: CycleGANLoss,
+    pairs: tuple[torch.nn.Module, torch.nn.Module],
     real_A: torch.Tensor,
     real_B: torch.Tensor,
     dev: torch.device,
@@ -458,7 +521,7 @@ def _train_step(
     if st.step % critic_steps == 0:
         st.opt_G.zero_grad(set_to_none=True)
         with autocast(dev, precision):
-            g_total, g_terms, fakes = objective.generator_phase(net, real_A, real_B)
+            g_total, g_terms, fakes = objective.generator_phase(net, real_A, real_B, pairs[0])
         scaler.scale(g_total).backward()
         scaler.step(st.opt_G)
         terms.update(g_terms, G=g_total.detach())
@@ -471,8 +534,9 @@ def _train_step(
     st.opt_D.zero_grad(set_to_none=True)
     with autocast(dev, precision):
         d_total, d_terms = objective.discriminator_phase(
-            net, real_A, real_B, st.pool_A.query(fake_A), st.pool_B.query(fake_B)
-        )
+            net, real_A, real_B, st.pool_A.query(fake_A), st.pool_B.query(fake_B),
+            discriminators=pairs[1],
+        )  # fmt: skip
     scaler.scale(d_total).backward()
     scaler.step(st.opt_D)
     scaler.update()
@@ -483,25 +547,36 @@ def _train_step(
 
 
 def main(cfg: DictConfig) -> None:
-    """`gantrans train`: check the composed config, save it with the run, and train."""
+    """`gantrans train`: check the composed config, save it with the run, and train.
+
+    Under torchrun every process runs this; rank 0 owns the run directory and tells the others.
+    """
     check_train_config(cfg)
     logging.captureWarnings(
         True
     )  # data warnings (skipped files, ...) go to the console and train.log
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
     plain = to_plain(cfg)
-    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(plain))
-    train(
-        run_dir=run_dir,
-        dataset=plain["dataset"],
-        model=plain["model"],
-        discriminator=plain["discriminator"],
-        loss=plain["loss"],
-        **plain["train"],
-        seed=plain["seed"],
-        device=plain["device"],
-        precision=plain["precision"],
-        resume=plain["resume"],
-        config=plain,
-    )
+    di = distributed.init(plain["device"])
+    try:
+        run_dir = Path(distributed.broadcast_object(HydraConfig.get().runtime.output_dir, di))
+        if di.is_main:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(plain))
+        else:
+            logging.getLogger().setLevel(logging.WARNING)  # one console voice: rank 0's
+        train(
+            run_dir=run_dir,
+            dataset=plain["dataset"],
+            model=plain["model"],
+            discriminator=plain["discriminator"],
+            loss=plain["loss"],
+            **plain["train"],
+            seed=plain["seed"],
+            device=plain["device"],
+            precision=plain["precision"],
+            resume=plain["resume"],
+            config=plain,
+            dist_info=di,
+        )
+    finally:
+        distributed.shutdown()

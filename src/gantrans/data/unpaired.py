@@ -123,6 +123,8 @@ class UnpairedSampler(Sampler):
         epoch: int = 0,
         start: int = 0,
         serial: bool = False,
+        rank: int = 0,
+        world_size: int = 1,
     ) -> None:
         """Create the sampler.
 
@@ -133,7 +135,14 @@ class UnpairedSampler(Sampler):
             epoch: The epoch whose order to produce.
             start: Position in the epoch to start from (items already consumed).
             serial: Deterministic ``i % len`` indices instead of random ones.
+            rank: This process's rank in distributed training.
+            world_size: Number of processes; each takes every world_size-th key from ``start``
+                (the same count on every rank), so together they cover the epoch once.
         """
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank must be in [0, {world_size}), got {rank}")
+        self.rank = int(rank)
+        self.world_size = int(world_size)
         if len_a < 1 or len_b < 1:
             raise ValueError(f"both domains need at least one image, got {len_a} and {len_b}")
         self.len_a = int(len_a)
@@ -178,12 +187,13 @@ class UnpairedSampler(Sampler):
         return list(zip(index_a.tolist(), index_b.tolist(), seeds.tolist(), strict=True))
 
     def __iter__(self) -> Iterator[tuple[int, int, int]]:
-        """Iterate over the keys from position ``start``."""
-        return iter(self.keys()[self.start :])
+        """Iterate over this rank's keys from position ``start``."""
+        end = self.start + len(self) * self.world_size
+        return iter(self.keys()[self.start + self.rank : end : self.world_size])
 
     def __len__(self) -> int:
-        """Items remaining from ``start``."""
-        return self.epoch_length - self.start
+        """This rank's items remaining from ``start``."""
+        return (self.epoch_length - self.start) // self.world_size
 
     def __repr__(self) -> str:
         return (
