@@ -18,6 +18,7 @@ import torch
 
 from gantrans.checkpoint import load_checkpoint
 from gantrans.data import build_domains
+from gantrans.metrics import shape_change
 from gantrans.translate import load_generator
 
 
@@ -25,18 +26,6 @@ def psnr(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Per-image PSNR in dB of (N, C, H, W) images in [-1, 1] (peak-to-peak 2)."""
     mse = ((x - y) ** 2).flatten(1).mean(1).clamp_min(1e-10)
     return 10 * torch.log10(4.0 / mse)
-
-
-def shape_change(real: torch.Tensor, fake: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
-    """Share of the needed change made, per image, where input and truth differ (the corners).
-
-    1 = the translation matches the true shape there; 0 = nothing changed (or as wrong as the
-    input); negative = further from the truth than the input was.
-    """
-    need = (real - truth).abs().amax(1, keepdim=True) > 0.1  # (N, 1, H, W) pixels that must change
-    before = ((real - truth).abs() * need).flatten(1).sum(1)
-    after = ((fake - truth).abs() * need).flatten(1).sum(1)
-    return 1 - after / before.clamp_min(1e-6)
 
 
 @torch.no_grad()

@@ -1,0 +1,213 @@
+"""Training and translation speed of one configuration: iterations/s, images/s, peak memory.
+
+Times gantrans's own training step (`gantrans.train._train_step`, the function the loop runs)
+on synthetic batches, so the data pipeline is left out (scripts/bench_data.py measures that),
+and the generator's inference speed as `gantrans translate` runs it. On CUDA it also estimates
+model FLOP utilisation (FLOPs counted by torch.utils.flop_counter over one step).
+
+    python scripts/benchmark.py --model resnet6 --size 64 --channels 1 --batch 1 --precision bf16
+    python scripts/benchmark.py --size 64 --channels 1 --no-fuse      # the reference's pass layout
+    python scripts/benchmark.py ... --json out.json
+
+`--no-fuse` runs every generator and discriminator call separately, as the reference
+implementation (pytorch-CycleGAN-and-pix2pix) does: the same math, the reference's layout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import statistics
+import time
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from gantrans.cyclegan import CycleGAN, CycleGANLoss
+from gantrans.image_pool import ImagePool
+from gantrans.runtime import autocast, resolve_device
+from gantrans.train import TrainState, _train_step
+
+# dense peak TFLOP/s by (device name fragment, precision), for the utilisation estimate
+PEAK_TFLOPS = {
+    ("H100", "bf16"): 989.0, ("H100", "fp16"): 989.0, ("H100", "fp32"): 67.0,
+    ("H200", "bf16"): 989.0, ("H200", "fp16"): 989.0, ("H200", "fp32"): 67.0,
+    ("A100", "bf16"): 312.0, ("A100", "fp16"): 312.0, ("A100", "fp32"): 19.5,
+}  # fmt: skip
+
+
+def generator_arch(name: str, channels: int, ngf: int) -> dict:
+    base = {"in_channels": channels, "out_channels": channels, "ngf": ngf, "norm": "instance",
+            "dropout": False}  # fmt: skip
+    if name.startswith("resnet"):
+        return {**base, "name": "resnet", "n_blocks": int(name[len("resnet") :])}
+    return {**base, "name": "unet", "num_downs": {"unet128": 7, "unet256": 8}[name]}
+
+
+def build(args: argparse.Namespace, dev: torch.device) -> tuple[TrainState, CycleGANLoss]:
+    torch.manual_seed(0)
+    disc = {"name": "patchgan", "in_channels": args.channels, "ndf": args.ndf, "n_layers": 3,
+            "norm": "instance"}  # fmt: skip
+    net = CycleGAN(generator_arch(args.model, args.channels, args.ngf), disc)
+    net.init_weights(("normal", 0.02), ("normal", 0.02))
+    net.to(dev)
+    if args.channels_last:
+        net.to(memory_format=torch.channels_last)
+    objective = CycleGANLoss(fuse_generators=args.fuse, fuse_discriminators=args.fuse)
+    g = [p for m in net.generators() for p in m.parameters()]
+    d = [p for m in net.discriminators() for p in m.parameters()]
+    opt_G = torch.optim.Adam(g, lr=2e-4, betas=(0.5, 0.999))
+    opt_D = torch.optim.Adam(d, lr=2e-4, betas=(0.5, 0.999))
+    st = TrainState(
+        net=net,
+        opt_G=opt_G,
+        opt_D=opt_D,
+        sched_G=torch.optim.lr_scheduler.LambdaLR(opt_G, lambda s: 1.0),
+        sched_D=torch.optim.lr_scheduler.LambdaLR(opt_D, lambda s: 1.0),
+        scaler=torch.amp.GradScaler(dev.type, enabled=args.precision == "fp16"),
+        pool_A=ImagePool(50),
+        pool_B=ImagePool(50),
+    )
+    return st, objective
+
+
+def batch(args: argparse.Namespace, dev: torch.device, n: int) -> torch.Tensor:
+    x = torch.rand(n, args.channels, args.size, args.size, device=dev) * 2 - 1
+    return x.contiguous(memory_format=torch.channels_last) if args.channels_last else x
+
+
+def sync(dev: torch.device) -> None:
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+
+
+def time_training(args: argparse.Namespace, dev: torch.device) -> dict:
+    st, objective = build(args, dev)
+    pairs = objective.pairs(st.net)
+    if args.compile:
+        pairs = tuple(torch.compile(p) for p in pairs)
+    real_A, real_B = batch(args, dev, args.batch), batch(args, dev, args.batch)
+
+    def step() -> None:
+        _train_step(st, objective, pairs, real_A, real_B, dev, args.precision, critic_steps=1)
+
+    for _ in range(args.warmup):
+        step()
+    sync(dev)
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(dev)
+    times = []
+    for _ in range(args.steps):
+        t0 = time.perf_counter()
+        step()
+        sync(dev)
+        times.append(time.perf_counter() - t0)
+    sec = statistics.median(times)
+    out = {
+        "sec_per_iter_median": sec,
+        "sec_per_iter_min": min(times),
+        "sec_per_iter_max": max(times),
+        "iters_per_sec": 1 / sec,
+        "images_per_sec": args.batch / sec,  # per domain: each step takes a batch of A and of B
+        "peak_memory_mb": (
+            torch.cuda.max_memory_allocated(dev) / 2**20
+            if dev.type == "cuda"
+            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        ),
+    }
+    if dev.type == "cuda" or args.flops:
+        with FlopCounterMode(display=False) as counter:
+            step()
+        flops = counter.get_total_flops()
+        out["gflop_per_iter"] = flops / 1e9
+        out["achieved_tflops"] = flops / sec / 1e12
+        name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else ""
+        peak = next(
+            (v for (k, p), v in PEAK_TFLOPS.items() if k in name and p == args.precision), None
+        )
+        if peak:
+            out["mfu"] = out["achieved_tflops"] / peak
+    return out
+
+
+@torch.inference_mode()
+def time_translate(args: argparse.Namespace, dev: torch.device) -> dict:
+    st, _ = build(args, dev)
+    net = st.net.G_A.eval()
+    x = batch(args, dev, args.translate_batch)
+    for _ in range(args.warmup):
+        with autocast(dev, args.precision):
+            net(x)
+    sync(dev)
+    times = []
+    for _ in range(args.steps):
+        t0 = time.perf_counter()
+        with autocast(dev, args.precision):
+            net(x)
+        sync(dev)
+        times.append(time.perf_counter() - t0)
+    sec = statistics.median(times)
+    return {
+        "translate_images_per_sec": args.translate_batch / sec,
+        "translate_batch": args.translate_batch,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="resnet6", help="resnet6 | resnet9 | unet128 | unet256")
+    parser.add_argument("--ngf", type=int, default=64)
+    parser.add_argument("--ndf", type=int, default=64)
+    parser.add_argument("--size", type=int, default=64)
+    parser.add_argument("--channels", type=int, default=1)
+    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
+    parser.add_argument(
+        "--no-fuse",
+        dest="fuse",
+        action="store_false",
+        help="separate calls per input, as the reference implementation",
+    )
+    parser.add_argument("--channels-last", action="store_true")
+    parser.add_argument("--compile", action="store_true", help="torch.compile both phases")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--translate-batch", type=int, default=8)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--flops", action="store_true", help="count FLOPs on the CPU too")
+    parser.add_argument("--json", help="also write the results to this file")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    dev = resolve_device(args.device)
+    if dev.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    result = {
+        "config": {k: v for k, v in vars(args).items() if k != "json"},
+        "device": torch.cuda.get_device_name(dev)
+        if dev.type == "cuda"
+        else platform.processor() or "cpu",
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        **time_training(args, dev),
+        **time_translate(args, dev),
+    }
+    rows = [
+        (k, f"{v:.4g}" if isinstance(v, float) else str(v))
+        for k, v in result.items()
+        if k != "config"
+    ]
+    width = max(len(k) for k, _ in rows)
+    print(" ".join(f"{k}={v}" for k, v in result["config"].items()))
+    for k, v in rows:
+        print(f"{k:<{width}}  {v}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
