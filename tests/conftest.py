@@ -26,7 +26,10 @@ TINY_NETS = [
 ]
 TINY = [*TINY_NETS, "dataset.train_size=16", "dataset.test_size=4"]
 
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+# Tiny networks gain nothing from several threads, and on a 2-core machine the subprocess
+# tests (torchrun, kill -9) would oversubscribe the cores; children inherit the variable.
+os.environ["OMP_NUM_THREADS"] = "1"
+torch.set_num_threads(1)
 
 
 def run_cli(*args: str) -> int:

@@ -127,3 +127,31 @@ def test_lr_in_checkpoint_follows_the_schedule(gantrans, tmp_path):
     ckpt = load_checkpoint(run / "checkpoints" / "latest.pt")
     # 4 steps an epoch: after 6 steps we are half-way through the decay epoch
     assert ckpt["optimizers"]["G"]["param_groups"][0]["lr"] == pytest.approx(0.001 * 0.5)
+
+
+def test_periodic_evaluation_keeps_the_best_checkpoint(gantrans, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run = tmp_path / "run"
+    code, out, err = gantrans(*train_args(
+        run, "dataset.train_size=4", "dataset.test_size=4", "train.n_epochs=1",
+        "train.n_epochs_decay=1", "train.eval_every=1", "train.eval_metric=truth_psnr_AtoB",
+        "train.eval_max_images=4",
+    ))  # fmt: skip
+    assert code == 0, err
+    assert out.count("evaluation at step") == 2
+    best = load_checkpoint(run / "checkpoints" / "best.pt")
+    assert best["best"]["metric"] == "truth_psnr_AtoB" and best["best"]["step"] in (4, 8)
+    assert load_checkpoint(run / "checkpoints" / "latest.pt")["best"] == best["best"]
+    acc = EventAccumulator(str(run / "tb"))
+    acc.Reload()
+    assert {"eval/truth_psnr_AtoB", "eval/fid_AtoB", "eval/domain_acc_BtoA"} <= set(
+        acc.Tags()["scalars"]
+    )
+
+
+def test_unknown_eval_metric_is_a_config_error(gantrans, tmp_path):
+    code, _, err = gantrans(
+        *train_args(tmp_path / "r", "train.eval_every=1", "train.eval_metric=beauty")
+    )
+    assert code == 2 and "train.eval_metric=beauty is not a metric" in err

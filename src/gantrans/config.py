@@ -225,6 +225,13 @@ class TrainLoopConfig:
     )  # a NaN/Inf loss: stop, or roll back to the last checkpoint
     rollback_lr_factor: float = 0.5  # learning-rate multiplier applied at each rollback
     max_rollbacks: int = 3
+    eval_every: int = 0  # epochs between evaluations on the test split (and at the end); 0 = off
+    eval_metric: str = (
+        "fid_AtoB"  # keeps checkpoints/best.pt by this metric (see gantrans evaluate)
+    )
+    eval_features: str = "classifier"  # classifier (offline) | inception (standard FID/KID)
+    eval_max_images: int | None = 200  # test images per domain for each evaluation
+    eval_c2st: bool = False  # also train the two-sample-test classifiers (slower)
 
 
 @dataclass
@@ -358,6 +365,18 @@ def check_train_config(cfg: DictConfig) -> None:
             "train.n_epochs and train.n_epochs_decay must be >= 0 and not both 0 "
             f"(got {t.n_epochs} and {t.n_epochs_decay})"
         )
+    if t.eval_every < 0:
+        raise ConfigError(f"train.eval_every must be >= 0 (0 = off), got {t.eval_every}")
+    if t.eval_every:
+        from gantrans.evaluate import LOWER_IS_BETTER
+
+        if t.eval_metric not in LOWER_IS_BETTER:
+            raise ConfigError(
+                f"train.eval_metric={t.eval_metric} is not a metric: choose one of "
+                f"{', '.join(sorted(LOWER_IS_BETTER))}"
+            )
+        if t.eval_metric.startswith("c2st") and not t.eval_c2st:
+            raise ConfigError(f"train.eval_metric={t.eval_metric} needs train.eval_c2st=true")
     if not 0 < t.rollback_lr_factor <= 1 or t.max_rollbacks < 0:
         raise ConfigError("train.rollback_lr_factor must be in (0, 1] and train.max_rollbacks >= 0")
     if t.num_workers < 0 or t.pool_size < 0:

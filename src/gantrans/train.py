@@ -144,6 +144,7 @@ class TrainState:
     epoch: int = 0
     epoch_step: int = 0  # batches of `epoch` already consumed
     dist_info: DistInfo = field(default_factory=DistInfo)
+    best: dict | None = None  # {"metric", "value", "step"} of checkpoints/best.pt
 
     def arch(self) -> dict:
         return {"generator": self.net.gen_arch, "discriminator": self.net.disc_arch}
@@ -172,6 +173,7 @@ class TrainState:
             "epoch_step": self.epoch_step,
             "config": config or {},
             "ranks": ranks if self.dist_info.enabled else [],
+            "best": self.best,
         }
 
     def load_state_dict(self, ckpt: dict, path: Path) -> None:
@@ -202,6 +204,7 @@ class TrainState:
         if self.dist_info.rank == 0 or len(ranks) == self.dist_info.world_size:
             set_rng_state(own[1])
         self.step, self.epoch, self.epoch_step = ckpt["step"], ckpt["epoch"], ckpt["epoch_step"]
+        self.best = ckpt.get("best")
 
     def save(self, path: Path, config: dict | None = None) -> None:
         """Write a checkpoint atomically; refuse to write weights that are not finite."""
@@ -249,6 +252,11 @@ def train(
     on_nonfinite: str = "stop",
     rollback_lr_factor: float = 0.5,
     max_rollbacks: int = 3,
+    eval_every: int = 0,
+    eval_metric: str = "fid_AtoB",
+    eval_features: str = "classifier",
+    eval_max_images: int | None = 200,
+    eval_c2st: bool = False,
     seed: int = 0,
     device: str = "auto",
     precision: str = "fp32",
@@ -383,6 +391,35 @@ def train(
         "test": (_fixed_samples(test_A, num_samples), _fixed_samples(test_B, num_samples)),
     }
     diag = Diagnostics(gan_mode=loss["name"]) if diagnostics and di.is_main else None
+    evaluator = None
+    if eval_every and di.is_main:
+        from gantrans.evaluate import LOWER_IS_BETTER, Evaluator
+
+        evaluator = Evaluator(
+            dataset, channels, dev, run_dir / "eval", features=eval_features,
+            max_images=eval_max_images, seed=seed, c2st=eval_c2st,
+        )  # fmt: skip
+
+    def evaluate_and_keep_best() -> None:
+        """Score the test split (rank 0), log it, and write best.pt when the metric improves."""
+        improved = False
+        if evaluator is not None:
+            scores = evaluator(net.G_A, net.G_B)
+            reporter.scalars(st.step, scores, "eval")
+            value = scores[eval_metric]
+            lower = LOWER_IS_BETTER[eval_metric]
+            best = st.best["value"] if st.best else None
+            improved = best is None or (value < best if lower else value > best)
+            log.info(
+                "evaluation at step %d: %s = %.4g%s", st.step, eval_metric, value,
+                " (best so far)" if improved else f" (best {best:.4g})",
+            )  # fmt: skip
+            if improved:
+                st.best = {"metric": eval_metric, "value": value, "step": st.step}
+        if distributed.broadcast_object(improved, di):
+            st.best = distributed.broadcast_object(st.best, di)
+            st.save(latest_path.with_name("best.pt"), config)
+
     log.info(
         "run dir: %s\ndevice: %s, precision %s | data: %d A + %d B images, %d steps/epoch, "
         "%d steps in all | generator %.2fM params%s",
@@ -478,8 +515,12 @@ def train(
                     _log_grids(reporter, st.step, net, samples, dev, precision, diag)
                 if st.epoch_step == steps_per_epoch:
                     st.epoch, st.epoch_step = st.epoch + 1, 0
+                    if eval_every and (st.epoch % eval_every == 0 or st.step == total_steps):
+                        evaluate_and_keep_best()
                     st.save(latest_path, config)
                 elif st.step % checkpoint_every == 0 or st.step == total_steps:
+                    if eval_every and st.step == total_steps:
+                        evaluate_and_keep_best()
                     st.save(latest_path, config)
                 if st.step >= total_steps or stop.signal_name is not None:
                     break
