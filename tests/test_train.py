@@ -155,3 +155,24 @@ def test_unknown_eval_metric_is_a_config_error(gantrans, tmp_path):
         *train_args(tmp_path / "r", "train.eval_every=1", "train.eval_metric=beauty")
     )
     assert code == 2 and "train.eval_metric=beauty is not a metric" in err
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [["precision=bf16", "train.channels_last=true"], ["loss=wgangp", "loss.critic_steps=2"]],
+)
+def test_bf16_channels_last_and_critic_steps_train_with_finite_losses(gantrans, tmp_path, extra):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run = tmp_path / "run"
+    code, _, err = gantrans(*train_args(run, "train.max_steps=4", *extra))
+    assert code == 0, err
+    acc = EventAccumulator(str(run / "tb"))
+    acc.Reload()
+    values = [
+        e.value
+        for tag in acc.Tags()["scalars"]
+        if tag.startswith("loss/")
+        for e in acc.Scalars(tag)
+    ]
+    assert values and all(v == v and abs(v) < 1e6 for v in values)

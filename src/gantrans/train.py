@@ -252,6 +252,8 @@ def train(
     on_nonfinite: str = "stop",
     rollback_lr_factor: float = 0.5,
     max_rollbacks: int = 3,
+    channels_last: bool = False,
+    compile: bool = False,
     eval_every: int = 0,
     eval_metric: str = "fid_AtoB",
     eval_features: str = "classifier",
@@ -338,6 +340,13 @@ def train(
     if di.enabled and dev.type == "cuda":
         net = torch.nn.SyncBatchNorm.convert_sync_batchnorm(net)  # no-op without batch norm
     net.to(dev)
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    if channels_last:
+        net.to(memory_format=layout)
+    if dev.type == "cuda":
+        torch.backends.cudnn.benchmark = (
+            True  # fixed image sizes: let cuDNN pick its fastest kernels
+        )
     if di.rank > 0:
         torch.manual_seed(seed + 1000 * di.rank)  # same initial weights, own dropout/penalty draws
     objective = CycleGANLoss(
@@ -374,6 +383,8 @@ def train(
         ids = [dev.index] if dev.type == "cuda" else None
         generators = DistributedDataParallel(generators, device_ids=ids)
         discriminators = DistributedDataParallel(discriminators, device_ids=ids)
+    if compile:  # after DDP, as PyTorch recommends, so DDP's bucketing sees the graph breaks
+        generators, discriminators = torch.compile(generators), torch.compile(discriminators)
     if resume_path is not None:
         st.load_state_dict(load_checkpoint(resume_path, map_location=dev), resume_path)
         log.info("resumed from %s at step %d (epoch %d)", resume_path, st.step, st.epoch)
@@ -444,8 +455,9 @@ def train(
         while st.step < total_steps and stop.signal_name is None:
             sampler.set_epoch(st.epoch, start=st.epoch_step * global_batch)
             for batch in loader:
-                real_A = batch["A"].to(dev, non_blocking=True)  # (N, C, H, W) in [-1, 1]
-                real_B = batch["B"].to(dev, non_blocking=True)
+                # (N, C, H, W) in [-1, 1]
+                real_A = batch["A"].to(dev, non_blocking=True, memory_format=layout)
+                real_B = batch["B"].to(dev, non_blocking=True, memory_format=layout)
                 try:
                     terms = _train_step(
                         st, objective, (generators, discriminators), real_A, real_B, dev, precision,
