@@ -18,7 +18,7 @@ import torch
 
 from gantrans.checkpoint import load_checkpoint
 from gantrans.data import build_domains
-from gantrans.metrics import shape_change
+from gantrans.metrics import shape_change, shape_iou
 from gantrans.translate import load_generator
 
 
@@ -48,6 +48,8 @@ def score(ckpt_path: str, limit: int | None = None) -> dict:
             "psnr_identity": psnr(real, truth).mean().item(),
             "l1_identity": (real - truth).abs().mean().item(),
             "shape_change": shape_change(real, fake, truth).mean().item(),
+            "shape_iou": shape_iou(fake, truth).mean().item(),
+            "shape_iou_identity": shape_iou(real, truth).mean().item(),
             "images": n,
         }
     return out

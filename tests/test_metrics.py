@@ -236,3 +236,21 @@ def test_classifier_cache_round_trip_and_key(tmp_path):
     assert classifiers.load_cached(path, "other key", CPU) is None
     path.write_bytes(b"garbage")
     assert classifiers.load_cached(path, "key1", CPU) is None
+
+
+def test_shape_iou_ignores_colour_and_scores_circle_against_square():
+    from gantrans.data import build_domains
+    from gantrans.metrics import shape_iou
+
+    test_A, _ = build_domains(
+        {"name": "shapes", "image_size": 64, "train_size": 4, "test_size": 8, "seed": 0}, "test", 3
+    )
+    circles = torch.stack([test_A.load(i) for i in range(8)])
+    squares = torch.stack([test_A.counterpart(i) for i in range(8)])
+    assert torch.allclose(shape_iou(squares, squares), torch.ones(8))
+    iou = shape_iou(circles, squares)
+    assert ((iou > 0.7) & (iou < 0.85)).all()  # about pi / 4
+    recoloured = squares.clone()
+    inside = (squares - squares[:, :, :1, :1]).abs().amax(1, keepdim=True) > 0.3
+    recoloured = torch.where(inside, torch.full_like(squares, 0.9), squares)  # another colour
+    assert (shape_iou(recoloured, squares) > 0.95).all()

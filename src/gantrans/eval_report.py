@@ -132,15 +132,16 @@ def markdown(report: dict[str, Any]) -> str:
             "The untranslated input is the baseline: a useful translation beats it.",
             "",
             "| direction | PSNR ↑ | input PSNR | SSIM ↑ | input SSIM | L1 ↓ | input L1 "
-            "| shape change ↑ |",
-            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+            "| shape change ↑ | shape IoU ↑ | input shape IoU |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
         ]
         for d, _, _ in DIRECTIONS:
             lines.append(
                 f"| {d} | {_num(m[f'truth_psnr_{d}'], '.2f')} "
                 f"| {_num(m[f'input_truth_psnr_{d}'], '.2f')} | {_num(m[f'truth_ssim_{d}'], '.4f')} "
                 f"| {_num(m[f'input_truth_ssim_{d}'], '.4f')} | {_num(m[f'truth_l1_{d}'], '.4f')} "
-                f"| {_num(m[f'input_truth_l1_{d}'], '.4f')} | {_num(m[f'shape_change_{d}'], '.3f')} |"
+                f"| {_num(m[f'input_truth_l1_{d}'], '.4f')} | {_num(m[f'shape_change_{d}'], '.3f')} "
+                f"| {_num(m[f'shape_iou_{d}'], '.3f')} | {_num(m[f'input_shape_iou_{d}'], '.3f')} |"
             )
     lines += ["", "## Samples", "", "Rows: input, translation, reconstruction.", ""]
     for d, name in report.get("grids", {}).items():

@@ -49,6 +49,8 @@ _LOWER = {
     "input_truth_psnr": False,
     "input_truth_ssim": False,
     "shape_change": False,
+    "shape_iou": False,  # footprint of the drawn shape versus the true one, colour aside
+    "input_shape_iou": False,
 }
 LOWER_IS_BETTER: dict[str, bool] = {
     f"{name}_{suffix}": lower
@@ -119,7 +121,8 @@ class Evaluator:
     Returned names (see LOWER_IS_BETTER): fid_, kid_, kid_std_, domain_acc_, c2st_acc_,
     c2st_stderr_, c2st_pvalue_ + AtoB | BtoA; cycle_l1_, cycle_psnr_, cycle_ssim_ + A | B
     (A -> B -> A and B -> A -> B); for dataset=shapes also truth_l1_, truth_psnr_, truth_ssim_,
-    input_truth_l1_, input_truth_psnr_, input_truth_ssim_ and shape_change_ + AtoB | BtoA.
+    input_truth_l1_, input_truth_psnr_, input_truth_ssim_, shape_change_, shape_iou_ and
+    input_shape_iou_ + AtoB | BtoA.
 
     Args:
         dataset_cfg: The dataset config section as a plain dict.
@@ -326,6 +329,8 @@ class Evaluator:
                 out[f"input_truth_l1_{direction}"] = metrics.l1(real, truth).mean().item()
                 out[f"input_truth_psnr_{direction}"] = metrics.psnr(real, truth).mean().item()
                 out[f"input_truth_ssim_{direction}"] = metrics.ssim(real, truth).mean().item()
+                out[f"shape_iou_{direction}"] = metrics.shape_iou(fake, truth).mean().item()
+                out[f"input_shape_iou_{direction}"] = metrics.shape_iou(real, truth).mean().item()
                 out[f"shape_change_{direction}"] = (
                     metrics.shape_change(real, fake, truth).mean().item()
                 )

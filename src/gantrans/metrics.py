@@ -69,6 +69,28 @@ def shape_change(real: torch.Tensor, fake: torch.Tensor, truth: torch.Tensor) ->
     return 1 - after / before.clamp_min(1e-6)
 
 
+def shape_iou(images: torch.Tensor, truth: torch.Tensor, threshold: float = 0.3) -> torch.Tensor:
+    """Intersection over union of the drawn shape's footprint with the true one, colour aside.
+
+    A pixel belongs to the shape when it differs from the image's background by more than
+    `threshold` (in [-1, 1] units, on any channel); the background colour is the truth's corner
+    pixel (the shapes set keeps its shapes away from the corners). A circle scored against its
+    true square gets pi/4 (about 0.79); a perfect square gets 1, whatever its colour.
+
+    Args:
+        images, truth: (N, C, H, W) in [-1, 1].
+
+    Returns:
+        (N,) IoU values in [0, 1].
+    """
+    background = truth[:, :, :1, :1]  # (N, C, 1, 1) the truth's top-left pixel
+    mask = (images - background).abs().amax(1) > threshold  # (N, H, W)
+    mask_truth = (truth - background).abs().amax(1) > threshold
+    inter = (mask & mask_truth).flatten(1).sum(1).float()
+    union = (mask | mask_truth).flatten(1).sum(1).float()
+    return inter / union.clamp_min(1)
+
+
 def to_uint8_rgb(images: torch.Tensor) -> torch.Tensor:
     """(N, C, H, W) in [-1, 1], C = 1 or 3 -> (N, 3, H, W) uint8 in [0, 255] (gray repeated)."""
     if images.shape[1] == 1:
