@@ -280,7 +280,7 @@ class DownloadConfig:
     root: str | None = None  # null: $GANTRANS_DATA, else ./data
     mirror: str | None = None  # base URL replacing the official one ($GANTRANS_DOWNLOAD_URL)
     url: str | None = None  # the archive's full URL, overriding everything else
-    force: bool = False  # download and extract again even if the dataset is in place
+    force: bool = False  # replace a dataset in place (re-downloads unless ROOT/NAME.zip is kept)
     keep_archive: bool = False  # keep NAME.zip after extracting it
     timeout: float = 60.0  # seconds without data before giving up
     progress: bool = True

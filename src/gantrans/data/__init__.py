@@ -1,10 +1,12 @@
-"""Data layer: domain datasets (shapes, folder), unpaired pairing, seeded sampling, image I/O."""
+"""Data layer: datasets (shapes, folder, smiles, celeba, CycleGAN sets), unpaired sampling, I/O."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from .celeba import build_celeba
+from .cyclegan_sets import CYCLEGAN_BUILDERS, CYCLEGAN_SETS, DATA_ENV, data_root
 from .folder import FolderDomain, build_folder
 from .imageio import (
     IMAGE_EXTENSIONS,
@@ -15,6 +17,7 @@ from .imageio import (
     tensor_to_pil,
 )
 from .shapes import ShapesDomain, build_shapes
+from .smiles import build_smiles
 from .transforms import derive_seed
 from .unpaired import DomainDataset, UnpairedDataset, UnpairedSampler
 
@@ -24,6 +27,9 @@ DomainBuilder = Callable[[Mapping[str, Any], str, int], tuple[DomainDataset, Dom
 DATASETS: dict[str, DomainBuilder] = {
     "shapes": build_shapes,
     "folder": build_folder,
+    "smiles": build_smiles,
+    "celeba": build_celeba,
+    **CYCLEGAN_BUILDERS,  # apple2orange, horse2zebra, ...: folder datasets under the data root
 }
 """Dataset name (``dataset.name``) -> builder. Add an entry to plug in a new dataset."""
 
@@ -62,7 +68,9 @@ def build_domains(
 
 
 __all__ = [
+    "CYCLEGAN_SETS",
     "DATASETS",
+    "DATA_ENV",
     "IMAGE_EXTENSIONS",
     "DataError",
     "DomainBuilder",
@@ -72,6 +80,7 @@ __all__ = [
     "UnpairedDataset",
     "UnpairedSampler",
     "build_domains",
+    "data_root",
     "derive_seed",
     "list_images",
     "open_image",

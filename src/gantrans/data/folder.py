@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from PIL import Image
 
 from .imageio import (
     IMAGE_EXTENSIONS,
@@ -18,7 +19,13 @@ from .imageio import (
     open_image,
     pil_to_tensor,
 )
-from .transforms import PREPROCESS_MODES, eval_transform, train_transform
+from .transforms import (
+    PREPROCESS_MODES,
+    AffineAugment,
+    affine_from_config,
+    eval_transform,
+    train_transform,
+)
 
 _EXTS = ", ".join(IMAGE_EXTENSIONS)
 _MAX_LISTED = 5  # bad files named in a warning
@@ -41,6 +48,7 @@ class FolderDomain:
         crop_size: int = 256,
         flip: bool = True,
         label: str = "",
+        augment: AffineAugment | None = None,
     ) -> None:
         """Create a domain.
 
@@ -53,6 +61,8 @@ class FolderDomain:
             crop_size: Output side of the cropping modes.
             flip: Random horizontal flips during training.
             label: A name for messages, e.g. the folder path.
+            augment: A random affine/brightness augmentation applied after the crop and flip
+                during training (None: off).
         """
         if not files:
             raise ValueError("a FolderDomain needs at least one file")
@@ -67,6 +77,7 @@ class FolderDomain:
         self.crop_size = crop_size
         self.flip = flip
         self.label = label or str(self.files[0].parent)
+        self.augment = augment if augment is not None and augment.active else None
         self._bad: set[int] = set()  # indices found undecodable in this process
         self._warned = False
 
@@ -104,7 +115,7 @@ class FolderDomain:
             if j in self._bad:
                 continue
             try:
-                img = open_image(self.files[j], self.channels)
+                img = self.decode(self.files[j])
             except DataError as exc:
                 self._bad.add(j)
                 if not self._warned:
@@ -121,17 +132,28 @@ class FolderDomain:
                 img = train_transform(
                     img, self.preprocess, self.load_size, self.crop_size, self.flip, generator
                 )
+                if self.augment is not None:
+                    img = self.augment(img, generator)
             return pil_to_tensor(img)  # (C, H, W) in [-1, 1]
         raise DataError(
             f"no image in {self.label} could be decoded: replace the corrupt files "
             "(run with dataset.strict=true to name them)"
         )
 
+    def decode(self, path: Path) -> Image.Image:
+        """Open and fully decode one file as "L"/"RGB" (subclasses add e.g. a face crop).
+
+        Raises:
+            DataError: The file cannot be decoded.
+        """
+        return open_image(path, self.channels)
+
     def __repr__(self) -> str:
+        extra = f", augment={self.augment}" if self.augment is not None else ""
         return (
-            f"FolderDomain({self.label!r}, n={len(self)}, channels={self.channels}, "
+            f"{type(self).__name__}({self.label!r}, n={len(self)}, channels={self.channels}, "
             f"preprocess={self.preprocess!r}, load_size={self.load_size}, "
-            f"crop_size={self.crop_size}, flip={self.flip})"
+            f"crop_size={self.crop_size}, flip={self.flip}{extra})"
         )
 
 
@@ -218,6 +240,7 @@ def _folder_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
     max_items = cfg.get("max_items")
     if max_items is not None:
         max_items = config_int(cfg, "max_items", None, 1)
+    augment = affine_from_config(cfg)
     return {
         "root": root_path,
         "shown": shown,
@@ -227,6 +250,7 @@ def _folder_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
         "flip": flip,
         "strict": strict,
         "max_items": max_items,
+        "augment": augment,
     }
 
 
@@ -243,7 +267,8 @@ def build_folder(
     Args:
         cfg: The dataset config: ``root``, ``load_size`` (286), ``crop_size`` (256), ``flip``
             (true), ``preprocess`` ("resize_and_crop"), ``max_items`` (null), ``strict``
-            (false).
+            (false), and the optional random affine augmentation ``rotate``, ``translate``,
+            ``shear``, ``zoom``, ``brightness`` (all off by default; see ``AffineAugment``).
         split: "train" or "test".
         channels: 1 ("L") or 3 ("RGB").
 
@@ -272,17 +297,8 @@ def build_folder(
                 f"dataset.root={shown} has no {sub}/ folder: "
                 f"create {folder} holding the domain {domain} images ({_EXTS})"
             )
-        good, bad = scan_folder(folder, strict=opts["strict"])
+        good, bad = scan_domain(folder, domain, strict=opts["strict"])
         skipped.extend(bad)
-        if not good:
-            if bad:
-                raise DataError(
-                    f"{folder} has no readable image ({len(bad)} file(s) skipped, e.g. "
-                    f"{bad[0][0].name}: {bad[0][1]}): put valid {_EXTS} images there"
-                )
-            raise DataError(
-                f"{folder} holds no image files: put domain {domain} images ({_EXTS}) there"
-            )
         if opts["max_items"] is not None:
             good = good[: opts["max_items"]]
         domains.append(
@@ -294,6 +310,7 @@ def build_folder(
                 crop_size=opts["crop_size"],
                 flip=opts["flip"],
                 label=str(folder),
+                augment=opts["augment"],
             )
         )
     if fallbacks:
@@ -303,12 +320,52 @@ def build_folder(
             "domain instead (with the test-time transform)",
             stacklevel=3,
         )
-    if skipped:
-        listed = "; ".join(f"{p.parent.name}/{p.name}: {why}" for p, why in skipped[:_MAX_LISTED])
-        more = f"; and {len(skipped) - _MAX_LISTED} more" if len(skipped) > _MAX_LISTED else ""
-        warnings.warn(
-            f"dataset.root={shown}: skipped {len(skipped)} file(s) that are not readable images "
-            f"({listed}{more})",
-            stacklevel=3,
-        )
+    warn_skipped(f"dataset.root={shown}", skipped, stacklevel=4)
     return domains[0], domains[1]
+
+
+def scan_domain(
+    folder: Path, domain: str, strict: bool = False
+) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """``scan_folder`` for one domain, refusing a domain without a usable image.
+
+    Args:
+        folder: The domain folder (must exist).
+        domain: "A" or "B", for the message.
+        strict: Fully decode every image and raise on the first unreadable one.
+
+    Returns:
+        (good files sorted by name, [(skipped file, one-line reason), ...]); good is not empty.
+
+    Raises:
+        DataError: No readable image in the folder (one line), or a bad file with ``strict``.
+    """
+    good, bad = scan_folder(folder, strict=strict)
+    if not good:
+        if bad:
+            raise DataError(
+                f"{folder} has no readable image ({len(bad)} file(s) skipped, e.g. "
+                f"{bad[0][0].name}: {bad[0][1]}): put valid {_EXTS} images there"
+            )
+        raise DataError(
+            f"{folder} holds no image files: put domain {domain} images ({_EXTS}) there"
+        )
+    return good, bad
+
+
+def warn_skipped(where: str, skipped: Sequence[tuple[Path, str]], stacklevel: int = 3) -> None:
+    """One warning naming up to 5 skipped files and counting them all (none if nothing skipped).
+
+    Args:
+        where: How the dataset is named in the message, e.g. "dataset.root=DIR".
+        skipped: [(file, one-line reason), ...] as returned by ``scan_folder``.
+        stacklevel: Passed to ``warnings.warn``.
+    """
+    if not skipped:
+        return
+    listed = "; ".join(f"{p.parent.name}/{p.name}: {why}" for p, why in skipped[:_MAX_LISTED])
+    more = f"; and {len(skipped) - _MAX_LISTED} more" if len(skipped) > _MAX_LISTED else ""
+    warnings.warn(
+        f"{where}: skipped {len(skipped)} file(s) that are not readable images ({listed}{more})",
+        stacklevel=stacklevel,
+    )

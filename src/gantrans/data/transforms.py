@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageEnhance
+
+from .imageio import DataError
 
 PREPROCESS_MODES: tuple[str, ...] = ("resize_and_crop", "crop", "scale_width_and_crop", "none")
 """Values accepted for ``dataset.preprocess``."""
@@ -238,3 +244,145 @@ def eval_transform(
     if preprocess == "none":
         return round_to_multiple(img)
     raise ValueError(f"unknown preprocess {preprocess!r}; expected one of {PREPROCESS_MODES}")
+
+
+# ---------------------------------------------------------------------------------------------
+# random affine + brightness augmentation (the set used on the SMILEs faces)
+# ---------------------------------------------------------------------------------------------
+AFFINE_KEYS: tuple[str, ...] = ("rotate", "translate", "shear", "zoom", "brightness")
+"""Dataset config keys read by ``affine_from_config``."""
+
+
+@dataclass(frozen=True)
+class AffineAugment:
+    """A random affine warp and brightness change, every draw taken from an explicit generator.
+
+    Keras ``ImageDataGenerator``-style augmentation: an angle in [-rotate, rotate] degrees, a
+    shift of up to ``translate`` of the width and height, an x-shear in [-shear, shear] degrees,
+    an isotropic scale in [1 - zoom, 1 + zoom] and a brightness factor in ``brightness``. The
+    border repeats the edge pixels (Keras' ``fill_mode="nearest"``): no black corners, and no
+    mirrored copy of a mouth or an eye either. When active, a call always makes exactly 6 draws
+    from the generator, so what follows it draws the same numbers whatever the parameters.
+    """
+
+    rotate: float = 0.0  # max |angle|, degrees
+    translate: float = 0.0  # max |shift|, fraction of the side
+    shear: float = 0.0  # max |x-shear|, degrees
+    zoom: float = 0.0  # scale drawn from [1 - zoom, 1 + zoom]
+    brightness: tuple[float, float] | None = None  # factor range, e.g. (0.8, 1.2)
+
+    @property
+    def active(self) -> bool:
+        """Whether any part of the augmentation does something."""
+        return bool(self.rotate or self.translate or self.shear or self.zoom) or (
+            self.brightness is not None and self.brightness != (1.0, 1.0)
+        )
+
+    def __call__(self, img: Image.Image, generator: torch.Generator) -> Image.Image:
+        """Warp ``img`` (mode "L" or "RGB") with parameters drawn from ``generator``.
+
+        Args:
+            img: The image.
+            generator: The only source of randomness (6 draws).
+
+        Returns:
+            An image of the same size and mode.
+        """
+        u = torch.rand(6, generator=generator).tolist()  # 6 floats in [0, 1)
+        width, height = img.size
+        angle = (2 * u[0] - 1) * self.rotate
+        shift = ((2 * u[1] - 1) * self.translate * width, (2 * u[2] - 1) * self.translate * height)
+        shear = (2 * u[3] - 1) * self.shear
+        scale = 1.0 + (2 * u[4] - 1) * self.zoom
+        if self.rotate or self.translate or self.shear or self.zoom:
+            img = affine_warp(img, angle, shift, scale, shear)
+        if self.brightness is not None:
+            low, high = self.brightness
+            img = ImageEnhance.Brightness(img).enhance(low + u[5] * (high - low))
+        return img
+
+
+def affine_warp(
+    img: Image.Image,
+    angle: float,
+    shift: tuple[float, float],
+    scale: float,
+    shear: float,
+) -> Image.Image:
+    """Affine warp about the image centre, the border filled by repeating the edge pixels.
+
+    Args:
+        img: A mode "L" or "RGB" image.
+        angle: Rotation in degrees, counter-clockwise.
+        shift: (dx, dy) in pixels.
+        scale: Isotropic scale factor (> 1 zooms in).
+        shear: x-shear in degrees.
+
+    Returns:
+        The warped image, same size and mode.
+    """
+    import torchvision.transforms.v2.functional as TF  # lazy: importing torchvision takes ~1.5 s
+
+    width, height = img.size
+    pad_x, pad_y = width // 2, height // 2
+    arr = np.asarray(img)  # (H, W) or (H, W, 3) uint8
+    pads = ((pad_y, pad_y), (pad_x, pad_x)) + (((0, 0),) if arr.ndim == 3 else ())
+    padded = Image.fromarray(np.pad(arr, pads, mode="edge"))  # (H + 2 pad_y, W + 2 pad_x)
+    warped = TF.affine(
+        padded,
+        angle=angle,
+        translate=[shift[0], shift[1]],
+        scale=scale,
+        shear=[shear, 0.0],
+        interpolation=TF.InterpolationMode.BILINEAR,
+    )
+    return warped.crop((pad_x, pad_y, pad_x + width, pad_y + height))
+
+
+def _number(cfg: Mapping[str, Any], key: str, low: float, high: float) -> float:
+    value = cfg.get(key) or 0.0
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value < high:
+        raise DataError(f"dataset.{key}={value!r} is out of range: set a number in [{low}, {high})")
+    return float(value)
+
+
+def affine_from_config(cfg: Mapping[str, Any]) -> AffineAugment | None:
+    """Read ``rotate``, ``translate``, ``shear``, ``zoom`` and ``brightness`` from a dataset config.
+
+    Absent or null keys mean "off". ``brightness`` is null or a pair [low, high] with
+    0 < low <= high.
+
+    Args:
+        cfg: The dataset config section.
+
+    Returns:
+        The augmentation, or None when it would do nothing.
+
+    Raises:
+        DataError: For a value out of range (one line naming the key).
+    """
+    brightness = cfg.get("brightness")
+    if brightness is not None:
+        pair = (
+            list(brightness)
+            if isinstance(brightness, Sequence) and not isinstance(brightness, str)
+            else []
+        )
+        if (
+            len(pair) != 2
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in pair)
+            or not 0 < pair[0] <= pair[1]
+        ):
+            raise DataError(
+                f"dataset.brightness={brightness!r} is invalid: set [low, high] with "
+                "0 < low <= high (e.g. [0.8, 1.2]) or null"
+            )
+        brightness = (float(pair[0]), float(pair[1]))
+    aug = AffineAugment(
+        rotate=_number(cfg, "rotate", 0.0, 180.0),
+        translate=_number(cfg, "translate", 0.0, 1.0),
+        shear=_number(cfg, "shear", 0.0, 90.0),
+        zoom=_number(cfg, "zoom", 0.0, 1.0),
+        brightness=brightness,
+    )
+    return aug if aug.active else None
