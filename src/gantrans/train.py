@@ -454,7 +454,7 @@ def train(
     with StopRequest() as stop:
         while st.step < total_steps and stop.signal_name is None:
             sampler.set_epoch(st.epoch, start=st.epoch_step * global_batch)
-            for batch in loader:
+            for batch in _batches(loader, latest_path):
                 # (N, C, H, W) in [-1, 1]
                 real_A = batch["A"].to(dev, non_blocking=True, memory_format=layout)
                 real_B = batch["B"].to(dev, non_blocking=True, memory_format=layout)
@@ -555,6 +555,19 @@ def train(
             "stopped at train.max_steps=%d; raise it and pass resume=auto to continue", max_steps
         )
     return latest_path
+
+
+def _batches(loader: torch.utils.data.DataLoader, latest_path: Path):
+    """Iterate the loader, turning a killed worker process into one clear line."""
+    try:
+        yield from loader
+    except RuntimeError as exc:
+        if "DataLoader worker" not in str(exc):
+            raise
+        raise TrainingError(
+            f"a data-loading worker died ({str(exc).splitlines()[0]}): often the system ran out "
+            f"of memory; lower train.num_workers, then resume=auto from {latest_path}"
+        ) from exc
 
 
 def _train_step(
