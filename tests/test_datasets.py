@@ -180,7 +180,7 @@ def test_smiles_loader_workers_match(smiles_root: Path) -> None:
 
 
 def test_smiles_missing_data_is_one_line(tmp_path: Path, smiles_root: Path) -> None:
-    raises_one_line(lambda: smiles(tmp_path / "nowhere"), "gantrans download name=smiles")
+    raises_one_line(lambda: smiles(tmp_path / "nowhere"), "gantrans download smiles")
     for png in (smiles_root / DOMAIN_DIRS["B"]).iterdir():
         png.unlink()
     raises_one_line(lambda: smiles(smiles_root), "holds no image files")
@@ -201,7 +201,7 @@ def test_smiles_default_root_follows_gantrans_data(
     raises_one_line(
         lambda: build_domains({"name": "smiles"}, "train", 1),
         "data/SMILEsmileD",
-        "gantrans download name=smiles",
+        "gantrans download smiles",
     )
 
 
@@ -433,13 +433,13 @@ def test_missing_cyclegan_set_names_the_download_command(
     message = raises_one_line(
         lambda: build_domains({"name": "apple2orange", "root": None}, "train", 3),
         "dataset apple2orange is not in",
-        "`gantrans download name=apple2orange`",
+        "`gantrans download apple2orange`",
     )
     assert "root=" not in message
     elsewhere = tmp_path / "elsewhere" / "apple2orange"
     raises_one_line(
         lambda: build_domains({"name": "apple2orange", "root": str(elsewhere)}, "train", 3),
-        f"`gantrans download name=apple2orange root={elsewhere.parent}`",
+        f"`gantrans download apple2orange root={elsewhere.parent}`",
     )
 
 

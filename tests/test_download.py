@@ -330,3 +330,8 @@ def test_cli_missing_name_and_celeba(gantrans, tmp_path: Path) -> None:
     code, _, err = gantrans("download", "name=celeba", f"root={tmp_path}")
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert "Align&Cropped Images" in err and f"{tmp_path}/celeba/img_align_celeba" in err
+
+
+def test_bare_name_form_is_accepted(gantrans, tmp_path):
+    code, out, err = gantrans("download", "celeba", f"root={tmp_path}")
+    assert code == 2 and "CelebA" in err and len(err.strip().splitlines()) == 1

@@ -172,7 +172,10 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    return run_subcommand(name, argv[1:])
+    args = argv[1:]
+    if name == "download" and args and "=" not in args[0] and not args[0].startswith("-"):
+        args = [f"name={args[0]}", *args[1:]]  # `gantrans download apple2orange`
+    return run_subcommand(name, args)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""`gantrans download name=NAME`: fetch a dataset archive (resumable, verified), unpack it safely.
+"""`gantrans download NAME`: fetch a dataset archive (resumable, verified), unpack it safely.
 
 The archive is downloaded to ``ROOT/FOLDER.zip.part`` and renamed to ``FOLDER.zip`` only when
 the byte count matches the server's Content-Length; an interrupted download resumes with an
@@ -91,7 +91,7 @@ def lookup(name: str | None) -> Source:
     """
     known = ", ".join(SOURCES)
     if not name:
-        raise DataError(f"name is required: gantrans download name=NAME, NAME one of {known}")
+        raise DataError(f"name is required: gantrans download NAME, NAME one of {known}")
     key = str(name).lower()
     key = ALIASES.get(key, key)
     if key not in SOURCES:
@@ -438,5 +438,5 @@ def download(
 
 
 def main(cfg: DictConfig) -> None:
-    """`gantrans download name=NAME [root=DIR] [mirror=URL] [url=URL] [force=true]`."""
+    """`gantrans download NAME [root=DIR] [mirror=URL] [url=URL] [force=true]`."""
     download(**to_plain(cfg))

@@ -67,10 +67,10 @@ def download_command(name: str, root: Path, folder: str) -> str:
         folder: The folder the download creates under its ``root=`` option.
 
     Returns:
-        e.g. "gantrans download name=apple2orange", with ``root=PARENT`` when ``root`` is not
+        e.g. "gantrans download apple2orange", with ``root=PARENT`` when ``root`` is not
         under the default data root.
     """
-    command = f"gantrans download name={name}"
+    command = f"gantrans download {name}"
     if root.name == folder and root.parent.resolve() == data_root().resolve():
         return command
     return f"{command} root={root.parent}"
