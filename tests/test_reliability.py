@@ -184,3 +184,13 @@ def test_kill_9_at_random_points_then_resume_completes(tmp_path):
     assert done.returncode == 0, done.stdout + done.stderr
     assert load_checkpoint(run / "checkpoints" / "latest.pt")["step"] == total
     assert kills >= 1
+
+
+def test_out_of_memory_names_the_settings_that_reduce_memory(gantrans, tmp_path, monkeypatch):
+    def oom(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(train, "_train_step", oom)
+    code, _, err = gantrans(*run_dir_args(tmp_path / "run", "train.max_steps=2"))
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "out of memory at step 1" in err and "train.batch_size" in err and "precision=bf16" in err
