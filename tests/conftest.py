@@ -37,6 +37,15 @@ def run_cli(*args: str) -> int:
     return cli.main(list(args))
 
 
+def one_line_error(result: tuple[int, str, str]) -> str:
+    """Check a `gantrans` fixture result is a user error: exit 2 and exactly one stderr line."""
+    code, _, err = result
+    assert code == 2, (code, err)
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    return lines[0]
+
+
 @pytest.fixture
 def gantrans(capsys):
     """Call the CLI in-process; returns (exit code, stdout, stderr)."""

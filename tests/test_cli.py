@@ -9,15 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import TINY, TINY_NETS
-
-
-def one_line_error(result) -> str:
-    code, _, err = result
-    assert code != 0
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    return lines[0]
+from .conftest import TINY, TINY_NETS, one_line_error
 
 
 def test_help_lists_subcommands(gantrans):

@@ -12,7 +12,7 @@ import torch
 from gantrans import __version__, export
 from gantrans.translate import load_generator
 
-from .conftest import make_checkpoint
+from .conftest import make_checkpoint, one_line_error
 from .test_reference import arch_of, save_reference
 
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated")
@@ -159,14 +159,6 @@ def test_onnx_of_a_reference_file(gantrans, tmp_path):
     model = tmp_path / "latest_net_G_A_AtoB.onnx"
     assert_matches(run_onnx, model, net, RESNET_SHAPES)
     assert read_meta(model)["architecture"] == arch
-
-
-def one_line_error(result) -> str:
-    code, _, err = result
-    assert code == 2
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    return lines[0]
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,7 @@ import torch
 from gantrans import pretrained
 from gantrans.translate import load_generator
 
-from .conftest import write_image
+from .conftest import one_line_error, write_image
 from .test_reference import arch_of, reference_net
 
 ARCH = arch_of("resnet", n_blocks=1)
@@ -84,14 +84,6 @@ def closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def one_line_error(result) -> str:
-    code, _, err = result
-    assert code == 2
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    return lines[0]
 
 
 def test_downloads_once_then_uses_the_cache(gantrans, server, tmp_path):

@@ -17,7 +17,7 @@ from gantrans.models import NLayerDiscriminator, build_generator
 from gantrans.reference import describe, infer_arch
 from gantrans.translate import _pad, load_generator
 
-from .conftest import write_image
+from .conftest import one_line_error, write_image
 
 CPU = torch.device("cpu")
 
@@ -163,14 +163,6 @@ def test_translate_cli_reproduces_the_reference_network(gantrans, tmp_path, case
     got = (read(tmp_path / "out" / "odd.png", mode) + 1) * 127.5
     assert got.shape == expected.shape
     assert (got - expected).abs().max() <= 1
-
-
-def one_line_error(result) -> str:
-    code, _, err = result
-    assert code == 2
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    return lines[0]
 
 
 def test_btoa_on_a_reference_file_warns_once_and_uses_it(gantrans, tmp_path):

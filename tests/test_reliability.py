@@ -193,4 +193,6 @@ def test_out_of_memory_names_the_settings_that_reduce_memory(gantrans, tmp_path,
     monkeypatch.setattr(train, "_train_step", oom)
     code, _, err = gantrans(*run_dir_args(tmp_path / "run", "train.max_steps=2"))
     assert code == 2 and len(err.strip().splitlines()) == 1
-    assert "out of memory at step 1" in err and "train.batch_size" in err and "precision=bf16" in err
+    assert (
+        "out of memory at step 1" in err and "train.batch_size" in err and "precision=bf16" in err
+    )

@@ -12,7 +12,7 @@ from PIL import Image
 
 from gantrans.translate import load_generator
 
-from .conftest import make_checkpoint, write_image
+from .conftest import make_checkpoint, one_line_error, write_image
 
 
 @pytest.fixture
@@ -123,14 +123,6 @@ def test_unet_checkpoint_pads_to_its_multiple(gantrans, tmp_path):
     )
     with Image.open(out / "x.png") as img:
         assert img.size == (45, 21)
-
-
-def one_line_error(result) -> str:
-    code, _, err = result
-    assert code != 0
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    return lines[0]
 
 
 def test_unreadable_image_is_reported_and_the_rest_translated(
