@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from PIL import Image
 from gantrans import cli
 from gantrans.checkpoint import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, save_atomic
 from gantrans.cyclegan import CycleGAN
+from gantrans.data import DataError
 
 # narrow networks at 32 px: a training step takes milliseconds on a CPU
 TINY_NETS = [
@@ -44,6 +46,30 @@ def one_line_error(result: tuple[int, str, str]) -> str:
     lines = err.strip().splitlines()
     assert len(lines) == 1, err
     return lines[0]
+
+
+def raises_one_line(fn, *fragments: str) -> str:
+    """Check `fn()` raises a DataError whose message is one line holding every fragment."""
+    with pytest.raises(DataError) as info:
+        fn()
+    message = str(info.value)
+    assert "\n" not in message and message.strip() == message and message
+    for fragment in fragments:
+        assert fragment in message, message
+    return message
+
+
+@pytest.fixture
+def offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty torch hub cache and a network that fails at once; returns TORCH_HOME."""
+
+    def refuse(*args, **kwargs):
+        raise socket.gaierror(socket.EAI_NONAME, "no network in tests")
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    return tmp_path / "torch_home"
 
 
 @pytest.fixture

@@ -15,7 +15,6 @@ from torch.utils.data import DataLoader
 from gantrans.data import (
     DATASETS,
     IMAGE_EXTENSIONS,
-    DataError,
     DomainDataset,
     UnpairedDataset,
     UnpairedSampler,
@@ -28,6 +27,8 @@ from gantrans.data import (
 from gantrans.data.folder import FolderDomain
 from gantrans.data.shapes import ShapesDomain
 from gantrans.data.transforms import derive_seed, random_crop, random_flip
+
+from .conftest import raises_one_line
 
 SHAPES = {"name": "shapes", "image_size": 32, "train_size": 64, "test_size": 16, "seed": 0}
 
@@ -42,16 +43,6 @@ def recorded(fn):
         warnings.simplefilter("always")
         result = fn()
     return result, [str(w.message) for w in caught]
-
-
-def raises_one_line(fn, *fragments: str) -> str:
-    with pytest.raises(DataError) as info:
-        fn()
-    message = str(info.value)
-    assert "\n" not in message and message.strip() == message and message
-    for fragment in fragments:
-        assert fragment in message, message
-    return message
 
 
 # ----------------------------------------------------------------------------------- shapes

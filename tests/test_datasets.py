@@ -21,7 +21,6 @@ from gantrans.config import check_train_config, register_configs, to_plain
 from gantrans.data import (
     CYCLEGAN_SETS,
     DATASETS,
-    DataError,
     UnpairedDataset,
     UnpairedSampler,
     build_domains,
@@ -32,6 +31,8 @@ from gantrans.data.folder import FolderDomain
 from gantrans.data.smiles import DOMAIN_DIRS, BalancedDomain, is_test_file, split_files
 from gantrans.data.transforms import AffineAugment, affine_from_config
 
+from .conftest import raises_one_line
+
 SMILE_AUG = {"rotate": 30, "translate": 0.15, "shear": 10, "zoom": 0.25, "brightness": [0.8, 1.2]}
 CELEBA_ATTRS = (
     "5_o_Clock_Shadow Arched_Eyebrows Attractive Bags_Under_Eyes Bald Bangs Big_Lips Big_Nose "
@@ -41,16 +42,6 @@ CELEBA_ATTRS = (
     "Straight_Hair Wavy_Hair Wearing_Earrings Wearing_Hat Wearing_Lipstick Wearing_Necklace "
     "Wearing_Necktie Young"
 ).split()
-
-
-def raises_one_line(fn, *fragments: str) -> str:
-    with pytest.raises(DataError) as info:
-        fn()
-    message = str(info.value)
-    assert "\n" not in message and message.strip() == message and message
-    for fragment in fragments:
-        assert fragment in message, message
-    return message
 
 
 def face(seed: int, size: tuple[int, int], mode: str = "L") -> Image.Image:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
-from pathlib import Path
 
 import pytest
 import torch
@@ -35,19 +33,6 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
-
-
-@pytest.fixture
-def offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """An empty torch hub cache and a network that fails at once."""
-
-    def refuse(*args, **kwargs):
-        raise socket.gaierror(socket.EAI_NONAME, "no network in tests")
-
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
-    monkeypatch.setattr(socket, "getaddrinfo", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
-    return tmp_path / "torch_home"
 
 
 def test_evaluate_a_trained_shapes_checkpoint(gantrans, tmp_path):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import socket
 from pathlib import Path
 
 import pytest
@@ -134,19 +133,6 @@ def random_inception_weights(path: Path, monkeypatch: pytest.MonkeyPatch) -> Pat
         net = fe.FeatureExtractorInceptionV3("inception-v3-compat", ["2048"])
     torch.save(net.state_dict(), path)
     return path
-
-
-@pytest.fixture
-def offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """An empty torch hub cache and a network that fails at once; returns the hub folder."""
-
-    def refuse(*args, **kwargs):
-        raise socket.gaierror(socket.EAI_NONAME, "no network in tests")
-
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
-    monkeypatch.setattr(socket, "getaddrinfo", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
-    return tmp_path / "torch_home" / "hub"
 
 
 def test_inception_features_from_a_local_weights_file(tmp_path, monkeypatch, offline):
