@@ -198,3 +198,19 @@ def test_missing_input_and_checkpoint(gantrans, tiny_ckpt, tmp_path):
         gantrans("translate", f"ckpt={tmp_path / 'x.pt'}", f"input_dir={empty}")
     )
     assert "ckpt" in one_line_error(gantrans("translate", f"input_dir={empty}"))
+
+
+def test_exif_rotated_photo_is_translated_upright(gantrans, tiny_ckpt, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name, orientation in (("plain.jpg", 1), ("rotated.jpg", 6)):
+        img = Image.new("RGB", (30, 20), (200, 30, 30))
+        exif = Image.Exif()
+        exif[0x0112] = orientation  # 6 = shown rotated by 90 degrees
+        img.save(folder / name, exif=exif)
+    out = tmp_path / "out"
+    code, _, err = gantrans("translate", f"ckpt={tiny_ckpt}", f"input_dir={folder}",
+                            f"output_dir={out}", "batch_size=4", "progress=false")  # fmt: skip
+    assert code == 0, err
+    with Image.open(out / "plain.jpg") as a, Image.open(out / "rotated.jpg") as b:
+        assert a.size == (30, 20) and b.size == (20, 30)

@@ -16,6 +16,7 @@ from tqdm import tqdm
 from gantrans.checkpoint import check_checkpoint, is_gantrans_checkpoint, load_file, load_state
 from gantrans.config import to_plain
 from gantrans.data import DataError, list_images, pil_to_tensor, tensor_to_pil
+from gantrans.data.imageio import open_image_with_alpha, oriented_size
 from gantrans.errors import CheckpointError, GantransError
 from gantrans.models import build_generator, size_multiple
 from gantrans.pretrained import PREFIX, fetch, is_pretrained, reverse_of
@@ -82,20 +83,6 @@ def _what(obj: object) -> str:
         more = ", ..." if len(obj) > 3 else ""
         return f"it holds a dict with keys {', '.join(keys)}{more}" if keys else "an empty dict"
     return f"it holds a {type(obj).__name__}"
-
-
-def _read(path: Path, channels: int) -> tuple[torch.Tensor, Image.Image | None]:
-    """Decode one image for a `channels`-channel model: ((C, H, W) in [-1, 1], alpha or None)."""
-    try:
-        with Image.open(path) as img:
-            img.load()
-            alpha = None
-            if img.mode in ("RGBA", "LA") or (img.mode == "P" and "transparency" in img.info):
-                alpha = img.convert("RGBA").getchannel("A")
-            converted = img.convert("L" if channels == 1 else "RGB")
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise DataError(f"cannot read image {path}: {exc}") from exc
-    return pil_to_tensor(converted), alpha
 
 
 def _pad(batch: torch.Tensor, multiple: int) -> tuple[torch.Tensor, int, int]:
@@ -169,8 +156,7 @@ def translate_folder(
     failed: list[str] = []
     for path in files:
         try:
-            with Image.open(path) as img:
-                groups[img.size].append(path)
+            groups[oriented_size(path)].append(path)  # the size after EXIF rotation
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
             failed.append(f"{path.name} ({type(exc).__name__})")
 
@@ -182,13 +168,13 @@ def translate_folder(
                 chunk, images, alphas = [], [], []
                 for path in paths[i : i + batch_size]:
                     try:
-                        image, alpha = _read(path, channels)
+                        image, alpha = open_image_with_alpha(path, channels)
                     except DataError:
                         failed.append(f"{path.name} (corrupt)")
                         bar.update(1)
                         continue
                     chunk.append(path)
-                    images.append(image)
+                    images.append(pil_to_tensor(image))
                     alphas.append(alpha)
                 if not images:
                     continue

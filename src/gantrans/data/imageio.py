@@ -16,6 +16,9 @@ IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 """Recognised image file extensions (compared case-insensitively)."""
 
 
+ORIENTATION_TAG = 0x0112  # EXIF orientation
+
+
 class DataError(GantransError):
     """A data problem the user can fix; the message is one line that says what to do."""
 
@@ -114,6 +117,17 @@ def open_image(path: Path | str, channels: int) -> Image.Image:
         DataError: "cannot read image PATH: <reason>" for a missing, empty, corrupt, truncated
             or non-image file.
     """
+    return open_image_with_alpha(path, channels)[0]
+
+
+def open_image_with_alpha(
+    path: Path | str, channels: int
+) -> tuple[Image.Image, Image.Image | None]:
+    """Like `open_image`, and also the image's alpha channel ("L", same orientation) or None.
+
+    Raises:
+        DataError: as `open_image`.
+    """
     path = Path(path)
     try:
         if path.stat().st_size == 0:
@@ -121,12 +135,25 @@ def open_image(path: Path | str, channels: int) -> Image.Image:
         with Image.open(path) as img:
             img.load()
             img = ImageOps.exif_transpose(img)
-            return convert_mode(img, channels)
+            alpha = None
+            if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+                alpha = img.convert("RGBA").getchannel("A")
+            return convert_mode(img, channels), alpha
     except DataError:
         raise
     except Exception as exc:  # PIL raises many types on corrupt data
         reason = one_line(exc) or type(exc).__name__
         raise DataError(f"cannot read image {path}: {reason}") from exc
+
+
+def oriented_size(path: Path | str) -> tuple[int, int]:
+    """(width, height) of an image as `open_image` returns it (EXIF rotation applied), from the
+    header alone. Raises whatever PIL raises for a file that is not an image."""
+    with Image.open(path) as img:
+        width, height = img.size
+        if img.getexif().get(ORIENTATION_TAG, 1) in (5, 6, 7, 8):  # rotated by 90 or 270 degrees
+            width, height = height, width
+    return width, height
 
 
 def check_image_header(path: Path) -> str | None:
