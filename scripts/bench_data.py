@@ -24,9 +24,9 @@ from hydra import compose, initialize_config_module
 from torch.utils.data import DataLoader
 
 from gantrans.config import check_train_config, register_configs, to_plain
-from gantrans.cyclegan import CycleGAN, CycleGANLoss, discriminator_arch, generator_arch
 from gantrans.data import UnpairedDataset, UnpairedSampler, build_domains
 from gantrans.runtime import resolve_device
+from gantrans.train import _train_step, build_training
 
 
 def compose_train(dataset: str, overrides: list[str]) -> dict:
@@ -67,37 +67,25 @@ def loader_rate(
 
 
 def step_rate(cfg: dict, data: UnpairedDataset, batch: int, steps: int, device: str) -> float:
-    """Training pairs per second of the loop's G + D update (data already in memory)."""
+    """Training pairs per second of the loop's own step (`gantrans.train._train_step`), built as
+    `gantrans train` builds it; the data is already in memory."""
     dev = resolve_device(device)
-    channels = int(cfg["dataset"]["channels"])
-    net = CycleGAN(
-        generator_arch(cfg["model"], channels), discriminator_arch(cfg["discriminator"], channels)
-    ).to(dev)
-    loss = cfg["loss"]
-    objective = CycleGANLoss(
-        gan_mode=loss["name"],
-        lambda_cycle=loss["lambda_cycle"],
-        lambda_identity=loss["lambda_identity"],
-        lambda_gp=loss["lambda_gp"],
-    )
-    opt_g = torch.optim.Adam([p for g in net.generators() for p in g.parameters()], lr=2e-4)
-    opt_d = torch.optim.Adam([p for d in net.discriminators() for p in d.parameters()], lr=2e-4)
+    torch.manual_seed(cfg["seed"])
+    t = cfg["train"]
+    st, objective = build_training(
+        model=cfg["model"], discriminator=cfg["discriminator"], loss=cfg["loss"],
+        channels=int(cfg["dataset"]["channels"]), device=dev, lr=t["lr"],
+        betas=(t["beta1"], t["beta2"]), pool_size=t["pool_size"], precision=cfg["precision"],
+        fuse_passes=t["fuse_passes"],
+    )  # fmt: skip
+    pairs = objective.pairs(st.net)
     items = [data[(i, i, i)] for i in range(batch)]
     real_a = torch.stack([x["A"] for x in items]).to(dev)  # (N, C, H, W) in [-1, 1]
     real_b = torch.stack([x["B"] for x in items]).to(dev)
     times = []
     for _ in range(steps + 2):
         t0 = time.perf_counter()
-        opt_g.zero_grad(set_to_none=True)
-        g_total, _, fakes = objective.generator_phase(net, real_a, real_b)
-        g_total.backward()
-        opt_g.step()
-        opt_d.zero_grad(set_to_none=True)
-        d_total, _ = objective.discriminator_phase(
-            net, real_a, real_b, fakes.fake_A.detach(), fakes.fake_B.detach()
-        )
-        d_total.backward()
-        opt_d.step()
+        _train_step(st, objective, pairs, real_a, real_b, dev, cfg["precision"], critic_steps=1)
         if dev.type == "cuda":
             torch.cuda.synchronize()
         times.append(time.perf_counter() - t0)

@@ -25,10 +25,9 @@ import time
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from gantrans.cyclegan import CycleGAN, CycleGANLoss
-from gantrans.image_pool import ImagePool
+from gantrans.cyclegan import CycleGANLoss
 from gantrans.runtime import autocast, resolve_device
-from gantrans.train import TrainState, _train_step
+from gantrans.train import TrainState, _train_step, build_training
 
 # dense peak TFLOP/s by (device name fragment, precision), for the utilisation estimate
 PEAK_TFLOPS = {
@@ -47,30 +46,15 @@ def generator_arch(name: str, channels: int, ngf: int) -> dict:
 
 
 def build(args: argparse.Namespace, dev: torch.device) -> tuple[TrainState, CycleGANLoss]:
+    """The training state exactly as `gantrans train` builds it (paper defaults, constant LR)."""
     torch.manual_seed(0)
-    disc = {"name": "patchgan", "in_channels": args.channels, "ndf": args.ndf, "n_layers": 3,
-            "norm": "instance"}  # fmt: skip
-    net = CycleGAN(generator_arch(args.model, args.channels, args.ngf), disc)
-    net.init_weights(("normal", 0.02), ("normal", 0.02))
-    net.to(dev)
-    if args.channels_last:
-        net.to(memory_format=torch.channels_last)
-    objective = CycleGANLoss(fuse_generators=args.fuse, fuse_discriminators=args.fuse)
-    g = [p for m in net.generators() for p in m.parameters()]
-    d = [p for m in net.discriminators() for p in m.parameters()]
-    opt_G = torch.optim.Adam(g, lr=2e-4, betas=(0.5, 0.999))
-    opt_D = torch.optim.Adam(d, lr=2e-4, betas=(0.5, 0.999))
-    st = TrainState(
-        net=net,
-        opt_G=opt_G,
-        opt_D=opt_D,
-        sched_G=torch.optim.lr_scheduler.LambdaLR(opt_G, lambda s: 1.0),
-        sched_D=torch.optim.lr_scheduler.LambdaLR(opt_D, lambda s: 1.0),
-        scaler=torch.amp.GradScaler(dev.type, enabled=args.precision == "fp16"),
-        pool_A=ImagePool(50),
-        pool_B=ImagePool(50),
-    )
-    return st, objective
+    disc = {"name": "patchgan", "ndf": args.ndf, "n_layers": 3, "norm": "instance"}
+    loss = {"name": "lsgan", "lambda_cycle": 10.0, "lambda_identity": 0.5, "lambda_gp": 10.0}
+    return build_training(
+        model=generator_arch(args.model, args.channels, args.ngf), discriminator=disc, loss=loss,
+        channels=args.channels, device=dev, precision=args.precision, fuse_passes=args.fuse,
+        channels_last=args.channels_last,
+    )  # fmt: skip
 
 
 def batch(args: argparse.Namespace, dev: torch.device, n: int) -> torch.Tensor:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -226,6 +227,67 @@ class TrainState:
                 group["lr"] = base * sched.lr_lambdas[0](self.step)
 
 
+def build_training(
+    *,
+    model: dict,
+    discriminator: dict,
+    loss: dict,
+    channels: int,
+    device: torch.device,
+    lr: float = 2e-4,
+    betas: tuple[float, float] = (0.5, 0.999),
+    schedule: Callable[[int], float] = lambda step: 1.0,
+    pool_size: int = 50,
+    seed: int = 0,
+    precision: str = "fp32",
+    fuse_passes: bool = True,
+    channels_last: bool = False,
+    dist_info: DistInfo | None = None,
+) -> tuple[TrainState, CycleGANLoss]:
+    """The networks (initialised), objective, optimizers, LR schedulers, scaler and image
+    buffers of a run, from the config sections as plain dicts.
+
+    The training loop and the benchmarks in scripts/ build through here, so a benchmark times
+    exactly what training runs. Initialisation draws from the global RNG: seed it first.
+    """
+    di = dist_info or DistInfo()
+    net = CycleGAN(generator_arch(model, channels), discriminator_arch(discriminator, channels))
+    net.init_weights(
+        (model.get("init_type", "normal"), model.get("init_gain", 0.02)),
+        (discriminator.get("init_type", "normal"), discriminator.get("init_gain", 0.02)),
+    )
+    if di.enabled and device.type == "cuda":
+        net = torch.nn.SyncBatchNorm.convert_sync_batchnorm(net)  # no-op without batch norm
+    net.to(device)
+    if channels_last:
+        net.to(memory_format=torch.channels_last)
+    objective = CycleGANLoss(
+        gan_mode=loss["name"],
+        lambda_cycle=loss["lambda_cycle"],
+        lambda_identity=loss["lambda_identity"],
+        lambda_gp=loss["lambda_gp"],
+        # batch norm mixes the samples of a batch, so only fuse calls without it
+        fuse_generators=fuse_passes and model.get("norm") != "batch",
+        fuse_discriminators=fuse_passes and discriminator.get("norm") != "batch",
+    )
+    g_params = [p for g in net.generators() for p in g.parameters()]
+    d_params = [p for d in net.discriminators() for p in d.parameters()]
+    opt_G = torch.optim.Adam(g_params, lr=lr, betas=betas)
+    opt_D = torch.optim.Adam(d_params, lr=lr, betas=betas)
+    state = TrainState(
+        net=net,
+        opt_G=opt_G,
+        opt_D=opt_D,
+        sched_G=torch.optim.lr_scheduler.LambdaLR(opt_G, schedule),
+        sched_D=torch.optim.lr_scheduler.LambdaLR(opt_D, schedule),
+        scaler=torch.amp.GradScaler(device.type, enabled=precision == "fp16"),
+        pool_A=ImagePool(pool_size, seed=seed + 1 + 1000 * di.rank),  # per-rank buffers
+        pool_B=ImagePool(pool_size, seed=seed + 2 + 1000 * di.rank),
+        dist_info=di,
+    )
+    return state, objective
+
+
 def train(
     *,
     run_dir: Path,
@@ -332,52 +394,23 @@ def train(
     )
 
     # ---- networks, losses, optimizers ----------------------------------------------------
-    net = CycleGAN(generator_arch(model, channels), discriminator_arch(discriminator, channels))
-    net.init_weights(
-        (model.get("init_type", "normal"), model.get("init_gain", 0.02)),
-        (discriminator.get("init_type", "normal"), discriminator.get("init_gain", 0.02)),
-    )
-    if di.enabled and dev.type == "cuda":
-        net = torch.nn.SyncBatchNorm.convert_sync_batchnorm(net)  # no-op without batch norm
-    net.to(dev)
+    def schedule(s: int) -> float:
+        return lr_factor(s, steps_per_epoch, n_epochs, n_epochs_decay)
+
+    st, objective = build_training(
+        model=model, discriminator=discriminator, loss=loss, channels=channels, device=dev,
+        lr=lr, betas=(beta1, beta2), schedule=schedule, pool_size=pool_size, seed=seed,
+        precision=precision, fuse_passes=fuse_passes, channels_last=channels_last, dist_info=di,
+    )  # fmt: skip
+    net, opt_G, opt_D = st.net, st.opt_G, st.opt_D
     layout = torch.channels_last if channels_last else torch.contiguous_format
-    if channels_last:
-        net.to(memory_format=layout)
     if dev.type == "cuda":
         torch.backends.cudnn.benchmark = (
             True  # fixed image sizes: let cuDNN pick its fastest kernels
         )
     if di.rank > 0:
         torch.manual_seed(seed + 1000 * di.rank)  # same initial weights, own dropout/penalty draws
-    objective = CycleGANLoss(
-        gan_mode=loss["name"],
-        lambda_cycle=loss["lambda_cycle"],
-        lambda_identity=loss["lambda_identity"],
-        lambda_gp=loss["lambda_gp"],
-        # batch norm mixes the samples of a batch, so only fuse calls without it
-        fuse_generators=fuse_passes and model.get("norm") != "batch",
-        fuse_discriminators=fuse_passes and discriminator.get("norm") != "batch",
-    )
     critic_steps = int(loss.get("critic_steps", 1))
-    g_params = [p for g in net.generators() for p in g.parameters()]
-    d_params = [p for d in net.discriminators() for p in d.parameters()]
-    opt_G = torch.optim.Adam(g_params, lr=lr, betas=(beta1, beta2))
-    opt_D = torch.optim.Adam(d_params, lr=lr, betas=(beta1, beta2))
-
-    def schedule(s: int) -> float:
-        return lr_factor(s, steps_per_epoch, n_epochs, n_epochs_decay)
-
-    st = TrainState(
-        net=net,
-        opt_G=opt_G,
-        opt_D=opt_D,
-        sched_G=torch.optim.lr_scheduler.LambdaLR(opt_G, schedule),
-        sched_D=torch.optim.lr_scheduler.LambdaLR(opt_D, schedule),
-        scaler=torch.amp.GradScaler(dev.type, enabled=precision == "fp16"),
-        pool_A=ImagePool(pool_size, seed=seed + 1 + 1000 * di.rank),  # per-rank buffers
-        pool_B=ImagePool(pool_size, seed=seed + 2 + 1000 * di.rank),
-        dist_info=di,
-    )
     generators, discriminators = objective.pairs(net)
     if di.enabled:  # gradients of each phase are averaged across ranks during backward
         ids = [dev.index] if dev.type == "cuda" else None
