@@ -83,8 +83,7 @@ def _both(
     """
     if not fuse:
         return net(x), net(y)
-    out = net(torch.cat([x, y]))
-    return out[: x.shape[0]], out[x.shape[0] :]
+    return net(torch.cat([x, y])).split(x.shape[0])
 
 
 class GeneratorPair(nn.Module):
@@ -104,14 +103,27 @@ class GeneratorPair(nn.Module):
         self.identity, self.fuse = identity, fuse
 
     def forward(self, real_A: torch.Tensor, real_B: torch.Tensor) -> tuple:
+        if self.fuse:
+            # three calls instead of six: once G_A has run, all of G_B's inputs are known
+            n = real_A.shape[0]
+            if self.identity:
+                fake_B, idt_A = self.G_A(torch.cat([real_A, real_B])).split(n)  # G_A(A), G_A(B)
+                # G_B(B), G_B(A), G_B(G_A(A))
+                fake_A, idt_B, rec_A = self.G_B(torch.cat([real_B, real_A, fake_B])).split(n)
+            else:
+                idt_A = idt_B = None
+                fake_B = self.G_A(real_A)
+                fake_A, rec_A = self.G_B(torch.cat([real_B, fake_B])).split(n)
+            rec_B = self.G_A(fake_A)  # G_A(G_B(B))
+            return fake_B, fake_A, rec_A, rec_B, idt_A, idt_B
+        # one call per input, in the reference implementation's order
+        fake_B = self.G_A(real_A)  # G_A(A)
+        rec_A = self.G_B(fake_B)  # G_B(G_A(A))
+        fake_A = self.G_B(real_B)  # G_B(B)
+        rec_B = self.G_A(fake_A)  # G_A(G_B(B))
         idt_A = idt_B = None
         if self.identity:
-            fake_B, idt_A = _both(self.G_A, real_A, real_B, self.fuse)  # G_A(A), G_A(B)
-            fake_A, idt_B = _both(self.G_B, real_B, real_A, self.fuse)  # G_B(B), G_B(A)
-        else:
-            fake_B, fake_A = self.G_A(real_A), self.G_B(real_B)
-        rec_A = self.G_B(fake_B)  # G_B(G_A(A))
-        rec_B = self.G_A(fake_A)  # G_A(G_B(B))
+            idt_A, idt_B = self.G_A(real_B), self.G_B(real_A)  # G_A(B), G_B(A)
         return fake_B, fake_A, rec_A, rec_B, idt_A, idt_B
 
 
@@ -179,7 +191,7 @@ class CycleGANLoss:
         """The single-call modules of both phases for `model` (wrap them in DDP to distribute)."""
         identity = self.lambda_identity > 0
         return (
-            GeneratorPair(model.G_A, model.G_B, identity, self.fuse_generators and identity),
+            GeneratorPair(model.G_A, model.G_B, identity, self.fuse_generators),
             DiscriminatorPair(
                 model.D_A, model.D_B, self.gan_mode == "wgangp", self.fuse_discriminators
             ),
