@@ -62,6 +62,18 @@ def batch(args: argparse.Namespace, dev: torch.device, n: int) -> torch.Tensor:
     return x.contiguous(memory_format=torch.channels_last) if args.channels_last else x
 
 
+def device_name(dev: torch.device) -> str:
+    """The GPU's name, or the CPU's model name from /proc/cpuinfo (platform's guess elsewhere)."""
+    if dev.type == "cuda":
+        return torch.cuda.get_device_name(dev)
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next(line for line in f if line.startswith("model name"))
+        return model.split(":", 1)[1].strip()
+    except (OSError, StopIteration):
+        return platform.processor() or "cpu"
+
+
 def sync(dev: torch.device) -> None:
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
@@ -171,9 +183,7 @@ def main() -> None:
         torch.backends.cudnn.benchmark = True
     result = {
         "config": {k: v for k, v in vars(args).items() if k != "json"},
-        "device": torch.cuda.get_device_name(dev)
-        if dev.type == "cuda"
-        else platform.processor() or "cpu",
+        "device": device_name(dev),
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         **time_training(args, dev),

@@ -1,0 +1,179 @@
+"""Side-by-side training speed: the reference CycleGAN implementation against gantrans.
+
+Times the reference's own training step (`CycleGANModel.set_input` + `optimize_parameters`
+from a checkout of junyanz/pytorch-CycleGAN-and-pix2pix) and gantrans's training step
+(`gantrans.train._train_step`, built as `gantrans train` builds it) in the same process, in
+interleaved rounds: every round runs a few steps of each contender in turn, so a change in the
+machine's load hits all of them alike. Same problem for all: ResNet generators, 3-layer
+PatchGANs with instance norm, LSGAN, cycle 10, identity 0.5, pool 50, Adam(2e-4, 0.5), random
+images of the chosen size; the data pipeline is left out (scripts/bench_data.py measures it).
+
+    git clone https://github.com/junyanz/pytorch-CycleGAN-and-pix2pix ../cyclegan-reference
+    python scripts/bench_reference.py --reference ../cyclegan-reference
+    python scripts/bench_reference.py --reference ../cyclegan-reference --size 64 --channels 1 \
+        --batch 1 --rounds 10 --json side_by_side.json
+
+Contenders (`--contenders`, comma-separated): `plain` (fp32, one call per input in the
+reference's order: the reference's math and layout), `fp32` (gantrans's defaults), `bf16`,
+`bf16-cl` (bf16 + channels_last), and `fp32-compile` / `bf16-compile` (torch.compile; the first
+steps compile for a minute or two and are not counted).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import statistics
+import sys
+import time
+import types
+from pathlib import Path
+
+import torch
+from benchmark import batch, build, device_name, sync
+
+from gantrans.runtime import resolve_device
+from gantrans.train import _train_step
+
+CONTENDERS = {  # name: (precision, fuse, channels_last, compile)
+    "plain": ("fp32", False, False, False),
+    "fp32": ("fp32", True, False, False),
+    "bf16": ("bf16", True, False, False),
+    "bf16-cl": ("bf16", True, True, False),
+    "fp32-compile": ("fp32", True, False, True),
+    "bf16-compile": ("bf16", True, False, True),
+}
+
+
+def reference_model(path: Path, args: argparse.Namespace, dev: torch.device):
+    """The reference's CycleGANModel, with its own option names and CycleGAN defaults."""
+    if not (path / "models" / "cycle_gan_model.py").is_file():
+        sys.exit(f"error: {path} is not a pytorch-CycleGAN-and-pix2pix checkout "
+                 "(no models/cycle_gan_model.py): pass --reference PATH")  # fmt: skip
+    sys.path.insert(0, str(path))
+    from models.cycle_gan_model import CycleGANModel  # the reference's module, from `path`
+
+    opt = types.SimpleNamespace(
+        isTrain=True, gpu_ids=[dev.index or 0] if dev.type == "cuda" else [],
+        checkpoints_dir=str(Path(args.scratch)), name="bench", preprocess="resize_and_crop",
+        input_nc=args.channels, output_nc=args.channels, ngf=args.ngf, ndf=args.ndf,
+        netG={"resnet6": "resnet_6blocks", "resnet9": "resnet_9blocks"}[args.model],
+        netD="basic", n_layers_D=3, norm="instance", no_dropout=True, init_type="normal",
+        init_gain=0.02, gan_mode="lsgan", pool_size=50, lr=2e-4, beta1=0.5, direction="AtoB",
+        lambda_A=10.0, lambda_B=10.0, lambda_identity=0.5, verbose=False, continue_train=False,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):  # its "initialize network" prints
+            return CycleGANModel(opt)
+    except AttributeError as exc:
+        sys.exit(f"error: this reference version wants an option the script does not set ({exc})")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reference", required=True, type=Path,
+                        help="a checkout of junyanz/pytorch-CycleGAN-and-pix2pix")  # fmt: skip
+    parser.add_argument("--model", default="resnet6", choices=["resnet6", "resnet9"])
+    parser.add_argument("--ngf", type=int, default=64)
+    parser.add_argument("--ndf", type=int, default=64)
+    parser.add_argument("--size", type=int, default=64)
+    parser.add_argument("--channels", type=int, default=1)
+    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--contenders", default="plain,fp32,bf16,bf16-cl",
+                        help=f"comma-separated, from: {', '.join(CONTENDERS)}")  # fmt: skip
+    parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--steps-per-round", type=int, default=3)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--scratch", default="/tmp", help="the reference's checkpoints_dir")
+    parser.add_argument("--json", help="also write the results to this file")
+    args = parser.parse_args()
+    names = args.contenders.split(",")
+    unknown = [n for n in names if n not in CONTENDERS]
+    if unknown:
+        sys.exit(f"error: unknown contender {unknown[0]!r}: choose from {', '.join(CONTENDERS)}")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    dev = resolve_device(args.device)
+    shape = argparse.Namespace(**vars(args), channels_last=False)  # inputs, converted per contender
+
+    ref = reference_model(args.reference.resolve(), args, dev)
+
+    def reference_step(real_A: torch.Tensor, real_B: torch.Tensor) -> None:
+        ref.set_input({"A": real_A, "B": real_B, "A_paths": [], "B_paths": []})
+        ref.optimize_parameters()
+
+    steps = {"reference": reference_step}
+    for name in names:
+        precision, fuse, channels_last, compiled = CONTENDERS[name]
+        cfg = argparse.Namespace(**vars(args), precision=precision, fuse=fuse,
+                                 channels_last=channels_last)  # fmt: skip
+        st, objective = build(cfg, dev)
+        pairs = objective.pairs(st.net)
+        if compiled:
+            pairs = tuple(torch.compile(p) for p in pairs)
+
+        def step(real_A, real_B, st=st, objective=objective, pairs=pairs, cfg=cfg) -> None:
+            if cfg.channels_last:
+                real_A = real_A.contiguous(memory_format=torch.channels_last)
+                real_B = real_B.contiguous(memory_format=torch.channels_last)
+            _train_step(st, objective, pairs, real_A, real_B, dev, cfg.precision, critic_steps=1)
+            st.step += 1
+
+        steps[f"gantrans {name}"] = step
+
+    for name, step in steps.items():
+        t0 = time.perf_counter()
+        for _ in range(args.warmup):
+            step(batch(shape, dev, args.batch), batch(shape, dev, args.batch))
+        sync(dev)
+        print(f"warm-up {name}: {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
+
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    for r in range(args.rounds):
+        inputs = [(batch(shape, dev, args.batch), batch(shape, dev, args.batch))
+                  for _ in range(args.steps_per_round)]  # fmt: skip
+        for name, step in steps.items():
+            for real_A, real_B in inputs:
+                t0 = time.perf_counter()
+                step(real_A.clone(), real_B.clone())
+                sync(dev)
+                times[name].append(time.perf_counter() - t0)
+        print(f"round {r + 1}/{args.rounds}", file=sys.stderr, flush=True)
+
+    ref_median = statistics.median(times["reference"])
+    rows = {
+        name: {
+            "sec_per_iter_median": statistics.median(t),
+            "sec_per_iter_min": min(t),
+            "sec_per_iter_max": max(t),
+            "images_per_sec": args.batch / statistics.median(t),
+            "speedup_vs_reference": ref_median / statistics.median(t),
+        }
+        for name, t in times.items()
+    }
+    result = {
+        "config": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        "device": device_name(dev),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "steps_per_contender": len(times["reference"]),
+        "results": rows,
+    }  # fmt: skip
+    print(f"{args.model} {args.size}x{args.size}x{args.channels} batch {args.batch}, "
+          f"{result['device']}, {result['threads']} threads, torch {torch.__version__}, "
+          f"{result['steps_per_contender']} interleaved steps each")  # fmt: skip
+    print(f"{'contender':<24} {'median s/it':>11} {'min':>7} {'max':>7} {'speed-up':>9}")
+    for name, row in rows.items():
+        print(f"{name:<24} {row['sec_per_iter_median']:>11.3f} {row['sec_per_iter_min']:>7.3f} "
+              f"{row['sec_per_iter_max']:>7.3f} {row['speedup_vs_reference']:>8.2f}x")  # fmt: skip
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
