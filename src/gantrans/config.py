@@ -225,9 +225,7 @@ class TrainLoopConfig:
     )  # a NaN/Inf loss: stop, or roll back to the last checkpoint
     rollback_lr_factor: float = 0.5  # learning-rate multiplier applied at each rollback
     max_rollbacks: int = 3
-    channels_last: bool = (
-        False  # NHWC memory layout (often faster with bf16/fp16 on GPUs and AMX CPUs)
-    )
+    channels_last: bool = False  # NHWC memory layout (often faster with bf16/fp16 on GPUs)
     compile: bool = False  # torch.compile both loss phases (slow first steps, faster after)
     eval_every: int = 0  # epochs between evaluations on the test split (and at the end); 0 = off
     eval_metric: str = (
