@@ -37,6 +37,7 @@ from benchmark import batch, build, device_name, sync
 from gantrans.runtime import resolve_device
 from gantrans.train import _train_step
 
+LOSS_NAMES = ("G_A", "G_B", "cycle_A", "cycle_B", "idt_A", "idt_B", "D_A", "D_B")
 CONTENDERS = {  # name: (precision, fuse, channels_last, compile)
     "plain": ("fp32", False, False, False),
     "fp32": ("fp32", True, False, False),
@@ -103,9 +104,10 @@ def main() -> None:
 
     ref = reference_model(args.reference.resolve(), args, dev)
 
-    def reference_step(real_A: torch.Tensor, real_B: torch.Tensor) -> None:
+    def reference_step(real_A: torch.Tensor, real_B: torch.Tensor) -> dict[str, float]:
         ref.set_input({"A": real_A, "B": real_B, "A_paths": [], "B_paths": []})
         ref.optimize_parameters()
+        return {name: float(getattr(ref, f"loss_{name}")) for name in LOSS_NAMES}
 
     steps = {"reference": reference_step}
     for name in names:
@@ -113,18 +115,39 @@ def main() -> None:
         cfg = argparse.Namespace(**vars(args), precision=precision, fuse=fuse,
                                  channels_last=channels_last)  # fmt: skip
         st, objective = build(cfg, dev)
+        for net in ("G_A", "G_B", "D_A", "D_B"):  # start from the reference's initial weights
+            getattr(st.net, net).load_state_dict(getattr(ref, f"net{net}").state_dict())
         pairs = objective.pairs(st.net)
         if compiled:
             pairs = tuple(torch.compile(p) for p in pairs)
 
-        def step(real_A, real_B, st=st, objective=objective, pairs=pairs, cfg=cfg) -> None:
+        def step(real_A, real_B, st=st, objective=objective, pairs=pairs, cfg=cfg) -> dict:
             if cfg.channels_last:
                 real_A = real_A.contiguous(memory_format=torch.channels_last)
                 real_B = real_B.contiguous(memory_format=torch.channels_last)
-            _train_step(st, objective, pairs, real_A, real_B, dev, cfg.precision, critic_steps=1)
+            terms = _train_step(st, objective, pairs, real_A, real_B, dev, cfg.precision, 1)
             st.step += 1
+            return {name: float(terms[name]) for name in LOSS_NAMES}
 
         steps[f"gantrans {name}"] = step
+
+    # Same math: from the same weights, on the same first two batches (the image buffers still
+    # hand back the newest fakes), every contender's losses must be the reference's; the second
+    # step's losses also check the first step's Adam updates.
+    first = [(batch(shape, dev, args.batch), batch(shape, dev, args.batch)) for _ in range(2)]
+    mismatch = {}
+    for name, step in steps.items():
+        values = [step(a.clone(), b.clone()) for a, b in first]
+        if name == "reference":
+            expected = values
+        rel = max(abs(v - want[k]) / max(abs(want[k]), 1e-8)
+                  for got, want in zip(values, expected, strict=True) for k, v in got.items())  # fmt: skip
+        mismatch[name] = rel
+        print(f"losses of the first two steps, {name}: largest relative difference from the "
+              f"reference {rel:.1e}", file=sys.stderr)  # fmt: skip
+        if rel > (1e-4 if CONTENDERS.get(name[len("gantrans ") :], "fp32")[0] == "fp32" else 0.1):
+            sys.exit(f"error: {name} does not compute the reference's losses "
+                     f"({values} against {expected})")  # fmt: skip
 
     for name, step in steps.items():
         t0 = time.perf_counter()
@@ -162,6 +185,7 @@ def main() -> None:
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "steps_per_contender": len(times["reference"]),
+        "first_step_loss_relative_difference": mismatch,
         "results": rows,
     }  # fmt: skip
     print(f"{args.model} {args.size}x{args.size}x{args.channels} batch {args.batch}, "
