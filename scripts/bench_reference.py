@@ -107,9 +107,11 @@ def main() -> None:
     def reference_step(real_A: torch.Tensor, real_B: torch.Tensor) -> dict[str, float]:
         ref.set_input({"A": real_A, "B": real_B, "A_paths": [], "B_paths": []})
         ref.optimize_parameters()
-        return {name: float(getattr(ref, f"loss_{name}")) for name in LOSS_NAMES}
+        losses = {name: getattr(ref, f"loss_{name}") for name in LOSS_NAMES}
+        return {k: v.item() if torch.is_tensor(v) else float(v) for k, v in losses.items()}
 
     steps = {"reference": reference_step}
+    tolerance = {"reference": 0.0}  # largest relative loss difference from the reference
     for name in names:
         precision, fuse, channels_last, compiled = CONTENDERS[name]
         cfg = argparse.Namespace(**vars(args), precision=precision, fuse=fuse,
@@ -130,6 +132,9 @@ def main() -> None:
             return {name: float(terms[name]) for name in LOSS_NAMES}
 
         steps[f"gantrans {name}"] = step
+        # bf16 rounds; inductor reorders reductions, and Adam's first update is about
+        # lr * sign(grad), so rounding noise in a near-zero gradient becomes a full-size step
+        tolerance[f"gantrans {name}"] = 0.1 if precision == "bf16" else 1e-2 if compiled else 1e-4
 
     # Same math: from the same weights, on the same first two batches (the image buffers still
     # hand back the newest fakes), every contender's losses must be the reference's; the second
@@ -145,7 +150,7 @@ def main() -> None:
         mismatch[name] = rel
         print(f"losses of the first two steps, {name}: largest relative difference from the "
               f"reference {rel:.1e}", file=sys.stderr)  # fmt: skip
-        if rel > (1e-4 if CONTENDERS.get(name[len("gantrans ") :], "fp32")[0] == "fp32" else 0.1):
+        if rel > tolerance[name]:
             sys.exit(f"error: {name} does not compute the reference's losses "
                      f"({values} against {expected})")  # fmt: skip
 
