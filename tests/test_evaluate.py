@@ -26,15 +26,6 @@ SHAPES = {"name": "shapes", "channels": 3, "image_size": 32, "train_size": 16, "
 TINY_SHAPES = ["dataset=shapes", "dataset.train_size=16", "dataset.test_size=4"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small conv nets train fastest on one thread (and far faster on a busy machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_evaluate_a_trained_shapes_checkpoint(gantrans, tmp_path):
     run = tmp_path / "run"
     code, _, err = gantrans("train", *TINY, "train.max_steps=2", f"hydra.run.dir={run}")

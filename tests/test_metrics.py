@@ -170,15 +170,6 @@ def test_inception_refuses_an_unsafe_or_missing_weights_file(tmp_path, offline):
 CPU = torch.device("cpu")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small conv nets train fastest on one thread (and far faster on a busy machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_domain_classifier_separates_circles_from_squares():
     cfg = {"name": "shapes", "image_size": 32, "train_size": 200, "test_size": 100}
     train_a, train_b = build_domains(cfg, "train", 3)
