@@ -14,27 +14,17 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
 import torch
-from benchmark import batch, build, device_name, sync
-from torch.utils.flop_counter import FlopCounterMode
+from benchmark import batch, build, count_flops, device_name, timed
 
 from gantrans.runtime import DTYPES, resolve_device
 from gantrans.train import _train_step
 
 
 def median_time(fn, dev: torch.device, steps: int) -> float:
-    for _ in range(3):
-        fn()
-    times = []
-    for _ in range(steps):
-        sync(dev)
-        t0 = time.perf_counter()
-        fn()
-        sync(dev)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    timed(fn, dev, 3)  # warm-up
+    return statistics.median(timed(fn, dev, steps))
 
 
 def step_flops(args: argparse.Namespace, dev: torch.device) -> float:
@@ -42,9 +32,9 @@ def step_flops(args: argparse.Namespace, dev: torch.device) -> float:
     st, objective = build(cfg, dev)
     pairs = objective.pairs(st.net)
     real_A, real_B = batch(cfg, dev, args.batch), batch(cfg, dev, args.batch)
-    with FlopCounterMode(display=False) as counter:
-        _train_step(st, objective, pairs, real_A, real_B, dev, "fp32", critic_steps=1)
-    return counter.get_total_flops()
+    return count_flops(
+        lambda: _train_step(st, objective, pairs, real_A, real_B, dev, "fp32", critic_steps=1)
+    )
 
 
 def main() -> None:

@@ -27,12 +27,11 @@ import io
 import json
 import statistics
 import sys
-import time
 import types
 from pathlib import Path
 
 import torch
-from benchmark import batch, build, device_name, sync
+from benchmark import batch, build, device_name, timed
 
 from gantrans.runtime import resolve_device
 from gantrans.train import _train_step
@@ -155,22 +154,17 @@ def main() -> None:
                      f"({values} against {expected})")  # fmt: skip
 
     for name, step in steps.items():
-        t0 = time.perf_counter()
-        for _ in range(args.warmup):
-            step(batch(shape, dev, args.batch), batch(shape, dev, args.batch))
-        sync(dev)
-        print(f"warm-up {name}: {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
+        warm = timed(lambda step=step: step(batch(shape, dev, args.batch),
+                                             batch(shape, dev, args.batch)), dev, args.warmup)  # fmt: skip
+        print(f"warm-up {name}: {sum(warm):.1f} s", file=sys.stderr, flush=True)
 
     times: dict[str, list[float]] = {name: [] for name in steps}
     for r in range(args.rounds):
         inputs = [(batch(shape, dev, args.batch), batch(shape, dev, args.batch))
                   for _ in range(args.steps_per_round)]  # fmt: skip
         for name, step in steps.items():
-            for real_A, real_B in inputs:
-                t0 = time.perf_counter()
-                step(real_A.clone(), real_B.clone())
-                sync(dev)
-                times[name].append(time.perf_counter() - t0)
+            for a, b in inputs:
+                times[name] += timed(lambda s=step, a=a, b=b: s(a.clone(), b.clone()), dev, 1)
         print(f"round {r + 1}/{args.rounds}", file=sys.stderr, flush=True)
 
     ref_median = statistics.median(times["reference"])

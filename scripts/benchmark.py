@@ -79,6 +79,25 @@ def sync(dev: torch.device) -> None:
         torch.cuda.synchronize(dev)
 
 
+def timed(fn, dev: torch.device, steps: int) -> list[float]:
+    """Seconds each of `steps` calls of `fn` takes, the device synchronised around each."""
+    times = []
+    for _ in range(steps):
+        sync(dev)
+        t0 = time.perf_counter()
+        fn()
+        sync(dev)
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def count_flops(fn) -> float:
+    """FLOPs of one call of `fn`, as torch.utils.flop_counter counts them (forward and backward)."""
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return counter.get_total_flops()
+
+
 def time_training(args: argparse.Namespace, dev: torch.device) -> dict:
     st, objective = build(args, dev)
     pairs = objective.pairs(st.net)
@@ -89,17 +108,10 @@ def time_training(args: argparse.Namespace, dev: torch.device) -> dict:
     def step() -> None:
         _train_step(st, objective, pairs, real_A, real_B, dev, args.precision, critic_steps=1)
 
-    for _ in range(args.warmup):
-        step()
-    sync(dev)
+    timed(step, dev, args.warmup)
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
-    times = []
-    for _ in range(args.steps):
-        t0 = time.perf_counter()
-        step()
-        sync(dev)
-        times.append(time.perf_counter() - t0)
+    times = timed(step, dev, args.steps)
     sec = statistics.median(times)
     out = {
         "sec_per_iter_median": sec,
@@ -114,9 +126,7 @@ def time_training(args: argparse.Namespace, dev: torch.device) -> dict:
         ),
     }
     if dev.type == "cuda" or args.flops:
-        with FlopCounterMode(display=False) as counter:
-            step()
-        flops = counter.get_total_flops()
+        flops = count_flops(step)
         out["gflop_per_iter"] = flops / 1e9
         out["achieved_tflops"] = flops / sec / 1e12
         name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else ""
@@ -133,18 +143,13 @@ def time_translate(args: argparse.Namespace, dev: torch.device) -> dict:
     st, _ = build(args, dev)
     net = st.net.G_A.eval()
     x = batch(args, dev, args.translate_batch)
-    for _ in range(args.warmup):
+
+    def infer() -> None:
         with autocast(dev, args.precision):
             net(x)
-    sync(dev)
-    times = []
-    for _ in range(args.steps):
-        t0 = time.perf_counter()
-        with autocast(dev, args.precision):
-            net(x)
-        sync(dev)
-        times.append(time.perf_counter() - t0)
-    sec = statistics.median(times)
+
+    timed(infer, dev, args.warmup)
+    sec = statistics.median(timed(infer, dev, args.steps))
     return {
         "translate_images_per_sec": args.translate_batch / sec,
         "translate_batch": args.translate_batch,
