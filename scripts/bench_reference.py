@@ -53,7 +53,11 @@ def reference_model(path: Path, args: argparse.Namespace, dev: torch.device):
         sys.exit(f"error: {path} is not a pytorch-CycleGAN-and-pix2pix checkout "
                  "(no models/cycle_gan_model.py): pass --reference PATH")  # fmt: skip
     sys.path.insert(0, str(path))
-    from models.cycle_gan_model import CycleGANModel  # the reference's module, from `path`
+    try:
+        from models.cycle_gan_model import CycleGANModel  # the reference's module, from `path`
+    except ImportError as exc:
+        sys.exit(f"error: cannot import the reference's CycleGANModel from {path} ({exc}): "
+                 "install what its requirements.txt lists")  # fmt: skip
 
     opt = types.SimpleNamespace(
         isTrain=True, gpu_ids=[dev.index or 0] if dev.type == "cuda" else [],
