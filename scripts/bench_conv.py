@@ -5,7 +5,9 @@ blocks (ngf*4 channels, 3x3, at a quarter of the image size). This script counts
 one gantrans training step (torch.utils.flop_counter), times that convolution alone, forward
 and forward+backward at the step's batch sizes, in fp32 and bf16, and divides: the result is
 the step time if everything that is not a convolution were free and every convolution ran as
-fast as this one. No implementation of the same math can beat it by much on this machine.
+fast as this one. It also times a large square matrix product, the fastest this machine
+multiplies in each precision: the step's FLOPs at that rate are a floor that no implementation
+of the same arithmetic can beat.
 
     python scripts/bench_conv.py --size 64 --channels 1 --batch 1
 """
@@ -25,6 +27,13 @@ from gantrans.train import _train_step
 def median_time(fn, dev: torch.device, steps: int) -> float:
     timed(fn, dev, 3)  # warm-up
     return statistics.median(timed(fn, dev, steps))
+
+
+def matmul_rate(dev: torch.device, dtype: torch.dtype, steps: int, n: int = 2048) -> float:
+    """FLOP/s of an n x n x n matrix product, the machine's practical peak in `dtype`."""
+    a = torch.randn(n, n, device=dev, dtype=dtype)
+    b = torch.randn(n, n, device=dev, dtype=dtype)
+    return 2 * n**3 / median_time(lambda: a @ b, dev, min(steps, 10))
 
 
 def step_flops(args: argparse.Namespace, dev: torch.device) -> float:
@@ -68,7 +77,9 @@ def main() -> None:
             both = median_time(lambda c=conv, x=x, g=grad: c(x).backward(g), dev, args.steps)
             rate = 3 * conv_flops / both  # backward = grad input + grad weight = 2x forward
             print(f"{precision:<10}{n:>6}{conv_flops / fwd / 1e9:>13.0f}{rate / 1e9:>17.0f}"
-                  f"{flops / rate:>16.3f}")  # fmt: skip
+                  f"{flops / rate:>16.3g}")  # fmt: skip
+        peak = matmul_rate(dev, DTYPES[precision], args.steps)
+        print(f"{precision:<10}{'2048² matmul':>19}{peak / 1e9:>17.0f}{flops / peak:>16.3g}")
 
 
 if __name__ == "__main__":
