@@ -1,0 +1,85 @@
+"""The benchmark scripts run, write what they promise, and measure the right arithmetic."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+
+
+def run_script(name: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(SCRIPTS / name), *args], capture_output=True, text=True, timeout=300
+    )
+
+
+def load_script(name: str):
+    sys.path.insert(0, str(SCRIPTS))  # the scripts import their shared helpers from benchmark.py
+    try:
+        spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+    finally:
+        sys.path.remove(str(SCRIPTS))
+
+
+TINY = ["--ngf", "4", "--ndf", "4", "--size", "32", "--steps", "2"]
+
+
+def test_benchmark_writes_table_and_json(tmp_path):
+    out = tmp_path / "bench.json"
+    result = run_script("benchmark.py", *TINY, "--warmup", "1", "--json", str(out))
+    assert result.returncode == 0, result.stderr
+    data = json.loads(out.read_text())
+    for key in ("sec_per_iter_median", "images_per_sec", "translate_images_per_sec"):
+        assert data[key] > 0, data
+        assert key in result.stdout
+
+
+def test_bench_conv_prints_floor_for_both_precisions():
+    result = run_script("bench_conv.py", *TINY)
+    assert result.returncode == 0, result.stderr
+    assert "GFLOP per training step" in result.stdout
+    rows = [
+        line.split() for line in result.stdout.splitlines() if line.startswith(("fp32", "bf16"))
+    ]
+    assert {row[0] for row in rows} == {"fp32", "bf16"}
+    assert all(float(row[-1]) > 0 for row in rows)  # the step floor, in seconds
+
+
+@pytest.mark.parametrize("m", [2, 4])
+def test_winograd_matches_conv2d_forward_and_backward(m):
+    winograd = load_script("bench_winograd").Winograd
+    torch.manual_seed(0)
+    x = torch.randn(2, 6, 2 + 2 * m, 2 + 3 * m, requires_grad=True)
+    w = torch.randn(5, 6, 3, 3, requires_grad=True)
+    y = winograd.apply(x, w, m, torch.float32)
+    expected = F.conv2d(x, w)
+    torch.testing.assert_close(y, expected, rtol=1e-4, atol=1e-4)
+    grad = torch.randn_like(y)
+    got = torch.autograd.grad(y, (x, w), grad)
+    want = torch.autograd.grad(expected, (x, w), grad)
+    for g, e in zip(got, want, strict=True):
+        torch.testing.assert_close(g, e, rtol=1e-4, atol=1e-4)
+
+
+def test_bench_winograd_runs():
+    result = run_script("bench_winograd.py", "--channels", "8", "--side", "8", "--batches", "1",
+                        "--steps", "1")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "F(4,3) fp32" in result.stdout and "oneDNN fp32" in result.stdout
+
+
+def test_bench_reference_without_a_checkout_is_one_line(tmp_path):
+    result = run_script("bench_reference.py", "--reference", str(tmp_path))
+    assert result.returncode != 0
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
