@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from gantrans.train import discard_failed_start
+
 from .conftest import TINY, TINY_NETS, one_line_error
 
 
@@ -77,6 +79,38 @@ def test_missing_and_empty_data_folders(gantrans, tmp_path):
         )
     )
     assert "trainA" in line
+    assert not (tmp_path / "r1").exists() and not (tmp_path / "r2").exists()
+
+
+def test_a_failed_start_leaves_no_empty_run_folder(gantrans, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    line = one_line_error(gantrans("train", "dataset=folder", f"dataset.root={tmp_path / 'nope'}"))
+    assert "does not exist" in line
+    assert one_line_error(gantrans("train", "train.lr=-1")).endswith("got -1.0")
+    assert list(tmp_path.iterdir()) == []  # no runs/<dataset>/<time>/, no empty runs/
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    one_line_error(gantrans("train", "train.lr=-1", "hydra.run.dir=mine"))
+    assert (tmp_path / "runs").is_dir()  # existing folders and the user's files stay
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
+
+
+def test_discard_failed_start_keeps_anything_beyond_startup_files(tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    (run / ".hydra").mkdir(parents=True)
+    for name in ("train.log", "config.yaml", ".hydra/config.yaml"):
+        (run / name).write_text("x")
+    (run / "checkpoints").mkdir()
+    (run / "checkpoints" / "latest.pt").write_bytes(b"weights")
+    assert not discard_failed_start(run)
+    assert (run / "checkpoints" / "latest.pt").exists() and (run / "train.log").exists()
+    (run / "checkpoints" / "latest.pt").unlink()
+    (run / "checkpoints").rmdir()
+    monkeypatch.chdir(run)
+    assert not discard_failed_start(run)  # never the working directory itself
+    monkeypatch.chdir(tmp_path)
+    assert discard_failed_start(run) and not run.exists()
 
 
 def test_resume_from_a_file_that_is_not_a_checkpoint(gantrans, tmp_path):

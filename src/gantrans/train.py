@@ -646,11 +646,55 @@ def _train_step(
     return terms
 
 
+# what Hydra and main() write into a run directory before training starts
+_STARTUP_FILES = ("train.log", "config.yaml", ".hydra/config.yaml", ".hydra/hydra.yaml",
+                  ".hydra/overrides.yaml")  # fmt: skip
+
+
+def discard_failed_start(run_dir: Path) -> bool:
+    """Remove a run directory that a start-up error left holding nothing but start-up files.
+
+    A mistyped path or dataset name should not leave one more timestamped folder under runs/.
+    Only the files Hydra and `main` write before training are removed, and only when nothing
+    else is there: a directory with a checkpoint, TensorBoard events or the user's own files
+    is left as it was. Parent folders under the working directory that end up empty go too.
+    Returns whether the directory was removed.
+    """
+    try:
+        present = {p.relative_to(run_dir).as_posix() for p in run_dir.rglob("*") if p.is_file()}
+        extra_dirs = {p for p in run_dir.rglob("*") if p.is_dir() and p.name != ".hydra"}
+        if extra_dirs or not present <= set(_STARTUP_FILES) or run_dir.resolve() == Path.cwd():
+            return False
+        for name in present:
+            (run_dir / name).unlink()
+        if (run_dir / ".hydra").is_dir():
+            (run_dir / ".hydra").rmdir()
+        run_dir.rmdir()
+        cwd, parent = Path.cwd(), run_dir.resolve().parent
+        while parent != cwd and cwd in parent.parents and not any(parent.iterdir()):
+            parent.rmdir()  # runs/<dataset>/ and runs/, if this attempt made them
+            parent = parent.parent
+    except OSError:  # best effort: never turn the user's error into a different one
+        return False
+    return True
+
+
 def main(cfg: DictConfig) -> None:
     """`gantrans train`: check the composed config, save it with the run, and train.
 
     Under torchrun every process runs this; rank 0 owns the run directory and tells the others.
+    A user error (bad config, missing data, ...) removes the run directory Hydra made for this
+    attempt if nothing but start-up files is in it.
     """
+    try:
+        _main(cfg)
+    except GantransError:
+        if distributed.env_rank() == 0:
+            discard_failed_start(Path(HydraConfig.get().runtime.output_dir))
+        raise
+
+
+def _main(cfg: DictConfig) -> None:
     check_train_config(cfg)
     logging.captureWarnings(
         True
