@@ -5,7 +5,8 @@ multiplications. It is the one way to cut the FLOPs of a CycleGAN step without c
 computes. This script implements it in PyTorch (tile transforms as small matrix products, the
 channel mixing as one batched matmul per transform position, a hand-written backward) for the
 residual blocks' convolution, checks forward and both gradients against float64, and times
-forward+backward against torch's own conv2d at the batch sizes a training step uses.
+forward+backward against torch's own conv2d at the batch sizes a training step uses,
+interleaving the methods round by round.
 
     python scripts/bench_winograd.py --channels 256 --side 16
 """
@@ -84,7 +85,8 @@ def main() -> None:
     parser.add_argument("--channels", type=int, default=256)
     parser.add_argument("--side", type=int, default=16, help="output height and width")
     parser.add_argument("--batches", default="1,2,3")
-    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--steps", type=int, default=3, help="steps per method and round")
     args = parser.parse_args()
     dev = torch.device("cpu")
     c, side = args.channels, args.side
@@ -109,20 +111,27 @@ def main() -> None:
                     torch.float32,
                     lambda x, w, m=m, mul=mul: Winograd.apply(x, w, m, mul),
                 )
+        steps, errors = {}, {}
         for name, (dtype, conv) in methods.items():
             x = x64.detach().to(dtype).requires_grad_()
             w = w64.detach().to(dtype).requires_grad_()
             g = g64.to(dtype)
             y = conv(x, w)
             got = (y, *torch.autograd.grad(y, (x, w), g))
-            error = max(rel_error(p, q) for p, q in zip(got, exact, strict=True))
+            errors[name] = max(rel_error(p, q) for p, q in zip(got, exact, strict=True))
 
             def step(conv=conv, x=x, w=w, g=g) -> None:
                 torch.autograd.grad(conv(x, w), (x, w), g)
 
-            timed(step, dev, 3)
-            ms = 1e3 * statistics.median(timed(step, dev, args.steps))
-            print(f"{n:>5}  {name:<16}{ms:>8.2f}{error:>10.1e}")
+            steps[name] = step
+            timed(step, dev, 3)  # warm-up
+        times = {name: [] for name in methods}
+        for _ in range(args.rounds):  # interleaved, so a change of machine load hits every method
+            for name, step in steps.items():
+                times[name] += timed(step, dev, args.steps)
+        for name in methods:
+            ms = 1e3 * statistics.median(times[name])
+            print(f"{n:>5}  {name:<16}{ms:>8.2f}{errors[name]:>10.1e}")
 
 
 if __name__ == "__main__":

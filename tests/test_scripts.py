@@ -74,7 +74,7 @@ def test_winograd_matches_conv2d_forward_and_backward(m):
 
 def test_bench_winograd_runs():
     result = run_script("bench_winograd.py", "--channels", "8", "--side", "8", "--batches", "1",
-                        "--steps", "1")  # fmt: skip
+                        "--rounds", "1", "--steps", "1")  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "F(4,3) fp32" in result.stdout and "oneDNN fp32" in result.stdout
 
