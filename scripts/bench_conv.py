@@ -15,25 +15,12 @@ of the same arithmetic can beat.
 from __future__ import annotations
 
 import argparse
-import statistics
 
 import torch
-from benchmark import batch, build, count_flops, device_name, timed
+from benchmark import batch, build, count_flops, device_name, matmul_rate, median_time
 
 from gantrans.runtime import DTYPES, resolve_device
 from gantrans.train import _train_step
-
-
-def median_time(fn, dev: torch.device, steps: int) -> float:
-    timed(fn, dev, 3)  # warm-up
-    return statistics.median(timed(fn, dev, steps))
-
-
-def matmul_rate(dev: torch.device, dtype: torch.dtype, steps: int, n: int = 2048) -> float:
-    """FLOP/s of an n x n x n matrix product, the machine's practical peak in `dtype`."""
-    a = torch.randn(n, n, device=dev, dtype=dtype)
-    b = torch.randn(n, n, device=dev, dtype=dtype)
-    return 2 * n**3 / median_time(lambda: a @ b, dev, min(steps, 10))
 
 
 def step_flops(args: argparse.Namespace, dev: torch.device) -> float:
@@ -78,7 +65,7 @@ def main() -> None:
             rate = 3 * conv_flops / both  # backward = grad input + grad weight = 2x forward
             print(f"{precision:<10}{n:>6}{conv_flops / fwd / 1e9:>13.0f}{rate / 1e9:>17.0f}"
                   f"{flops / rate:>16.3g}")  # fmt: skip
-        peak = matmul_rate(dev, DTYPES[precision], args.steps)
+        peak = matmul_rate(dev, precision, args.steps)
         print(f"{precision:<10}{'2048² matmul':>19}{peak / 1e9:>17.0f}{flops / peak:>16.3g}")
 
 

@@ -3,7 +3,8 @@
 Times gantrans's own training step (`gantrans.train._train_step`, the function the loop runs)
 on synthetic batches, so the data pipeline is left out (scripts/bench_data.py measures that),
 and the generator's inference speed as `gantrans translate` runs it. On CUDA it also estimates
-model FLOP utilisation (FLOPs counted by torch.utils.flop_counter over one step).
+model FLOP utilisation (FLOPs counted by torch.utils.flop_counter over one step, against the
+GPU's datasheet peak); `--flops` adds the same on a CPU, against the rate a large matmul reaches.
 
     python scripts/benchmark.py --model resnet6 --size 64 --channels 1 --batch 1 --precision bf16
     python scripts/benchmark.py --size 64 --channels 1 --no-fuse      # the reference's pass layout
@@ -26,7 +27,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from gantrans.cyclegan import CycleGANLoss
-from gantrans.runtime import autocast, resolve_device
+from gantrans.runtime import DTYPES, autocast, resolve_device
 from gantrans.train import TrainState, _train_step, build_training
 
 # dense peak TFLOP/s by (device name fragment, precision), for the utilisation estimate
@@ -91,6 +92,18 @@ def timed(fn, dev: torch.device, steps: int) -> list[float]:
     return times
 
 
+def median_time(fn, dev: torch.device, steps: int, warmup: int = 3) -> float:
+    timed(fn, dev, warmup)
+    return statistics.median(timed(fn, dev, steps))
+
+
+def matmul_rate(dev: torch.device, precision: str, steps: int = 10, n: int = 2048) -> float:
+    """FLOP/s of an n x n x n matrix product: the practical peak of `dev` in `precision`."""
+    a = torch.randn(n, n, device=dev, dtype=DTYPES[precision])
+    b = torch.randn(n, n, device=dev, dtype=DTYPES[precision])
+    return 2 * n**3 / median_time(lambda: a @ b, dev, min(steps, 10))
+
+
 def count_flops(fn) -> float:
     """FLOPs of one call of `fn`, as torch.utils.flop_counter counts them (forward and backward)."""
     with FlopCounterMode(display=False) as counter:
@@ -129,12 +142,17 @@ def time_training(args: argparse.Namespace, dev: torch.device) -> dict:
         flops = count_flops(step)
         out["gflop_per_iter"] = flops / 1e9
         out["achieved_tflops"] = flops / sec / 1e12
-        name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else ""
-        peak = next(
-            (v for (k, p), v in PEAK_TFLOPS.items() if k in name and p == args.precision), None
-        )
-        if peak:
-            out["mfu"] = out["achieved_tflops"] / peak
+        if dev.type == "cuda":
+            name = torch.cuda.get_device_name(dev)
+            peak = next(
+                (v for (k, p), v in PEAK_TFLOPS.items() if k in name and p == args.precision),
+                None,
+            )
+            if peak:
+                out["mfu"] = out["achieved_tflops"] / peak
+        else:  # no datasheet for CPUs: the peak is what a large matmul reaches on this one
+            out["matmul_peak_tflops"] = matmul_rate(dev, args.precision) / 1e12
+            out["mfu"] = out["achieved_tflops"] / out["matmul_peak_tflops"]
     return out
 
 
@@ -178,7 +196,11 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--translate-batch", type=int, default=8)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    parser.add_argument("--flops", action="store_true", help="count FLOPs on the CPU too")
+    parser.add_argument(
+        "--flops",
+        action="store_true",
+        help="on the CPU too: FLOPs, and utilisation of the matmul peak",
+    )
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args()
     if args.threads:

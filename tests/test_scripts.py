@@ -37,12 +37,14 @@ TINY = ["--ngf", "4", "--ndf", "4", "--size", "32", "--steps", "2"]
 
 def test_benchmark_writes_table_and_json(tmp_path):
     out = tmp_path / "bench.json"
-    result = run_script("benchmark.py", *TINY, "--warmup", "1", "--json", str(out))
+    result = run_script("benchmark.py", *TINY, "--warmup", "1", "--flops", "--json", str(out))
     assert result.returncode == 0, result.stderr
     data = json.loads(out.read_text())
     for key in ("sec_per_iter_median", "images_per_sec", "translate_images_per_sec"):
         assert data[key] > 0, data
         assert key in result.stdout
+    assert data["gflop_per_iter"] > 0 and data["matmul_peak_tflops"] > 0
+    assert data["mfu"] == pytest.approx(data["achieved_tflops"] / data["matmul_peak_tflops"])
 
 
 def test_bench_conv_prints_floor_for_both_precisions():
