@@ -87,6 +87,9 @@ def test_a_failed_start_leaves_no_empty_run_folder(gantrans, tmp_path, monkeypat
     line = one_line_error(gantrans("train", "dataset=folder", f"dataset.root={tmp_path / 'nope'}"))
     assert "does not exist" in line
     assert one_line_error(gantrans("train", "train.lr=-1")).endswith("got -1.0")
+    # caught before the data, networks and TensorBoard writer are set up
+    line = one_line_error(gantrans("train", "precision=fp16", "device=cpu"))
+    assert line.endswith("on the CPU use precision=bf16")
     assert list(tmp_path.iterdir()) == []  # no runs/<dataset>/<time>/, no empty runs/
     (tmp_path / "runs").mkdir()
     (tmp_path / "mine").mkdir()

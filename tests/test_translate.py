@@ -200,6 +200,21 @@ def test_missing_input_and_checkpoint(gantrans, tiny_ckpt, tmp_path):
     assert "ckpt" in one_line_error(gantrans("translate", f"input_dir={empty}"))
 
 
+def test_fp16_on_the_cpu_is_refused_before_any_output(gantrans, tiny_ckpt, mixed_folder, tmp_path):
+    out = tmp_path / "out"
+    line = one_line_error(
+        gantrans(
+            "translate",
+            f"ckpt={tiny_ckpt}",
+            f"input_dir={mixed_folder}",
+            f"output_dir={out}",
+            "device=cpu",
+            "precision=fp16",
+        )
+    )
+    assert line.endswith("on the CPU use precision=bf16") and not out.exists()
+
+
 def test_exif_rotated_photo_is_translated_upright(gantrans, tiny_ckpt, tmp_path):
     folder = tmp_path / "in"
     folder.mkdir()

@@ -33,10 +33,18 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+def check_precision(device: torch.device, precision: str) -> None:
+    """Raise ConfigError if `precision` cannot run on `device`.
+
+    Commands call this next to `resolve_device`, before they create folders or files.
+    """
+    if precision == "fp16" and device.type == "cpu":
+        raise ConfigError("precision=fp16 is for CUDA; on the CPU use precision=bf16")
+
+
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
     """Autocast for bf16/fp16 on the given device; a no-op for fp32."""
     if precision == "fp32":
         return contextlib.nullcontext()
-    if precision == "fp16" and device.type == "cpu":
-        raise ConfigError("precision=fp16 is for CUDA; on the CPU use precision=bf16")
+    check_precision(device, precision)
     return torch.autocast(device_type=device.type, dtype=DTYPES[precision])

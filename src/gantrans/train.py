@@ -36,7 +36,7 @@ from gantrans.distributed import DistInfo
 from gantrans.errors import CheckpointError, ConfigError, GantransError
 from gantrans.image_pool import ImagePool
 from gantrans.reporting import Reporter, RunningMeans, cycle_grid
-from gantrans.runtime import autocast, resolve_device
+from gantrans.runtime import autocast, check_precision, resolve_device
 
 log = logging.getLogger("gantrans")
 
@@ -342,6 +342,7 @@ def train(
     """
     di = dist_info or DistInfo()
     dev = resolve_device(device)
+    check_precision(dev, precision)
     if di.enabled and dev.type == "cuda":
         dev = torch.device("cuda", di.local_rank)  # one GPU per process
     latest_path = run_dir / "checkpoints" / LATEST
