@@ -202,16 +202,8 @@ def test_missing_input_and_checkpoint(gantrans, tiny_ckpt, tmp_path):
 
 def test_fp16_on_the_cpu_is_refused_before_any_output(gantrans, tiny_ckpt, mixed_folder, tmp_path):
     out = tmp_path / "out"
-    line = one_line_error(
-        gantrans(
-            "translate",
-            f"ckpt={tiny_ckpt}",
-            f"input_dir={mixed_folder}",
-            f"output_dir={out}",
-            "device=cpu",
-            "precision=fp16",
-        )
-    )
+    args = [f"ckpt={tiny_ckpt}", f"input_dir={mixed_folder}", f"output_dir={out}"]
+    line = one_line_error(gantrans("translate", *args, "device=cpu", "precision=fp16"))
     assert line.endswith("on the CPU use precision=bf16") and not out.exists()
 
 
