@@ -14,7 +14,7 @@ blocks (ngf*4 channels, 3x3, at a quarter of the image size). This script
    step time a speed-up of 1.5x and 3x over S allows, and what the residual convolutions leave
    of it.
 
-    python scripts/bench_conv.py --size 64 --channels 1 --batch 1 --reference-seconds 0.363
+    python scripts/bench_conv.py --size 64 --channels 1 --batch 1 --reference-seconds 0.346
 """
 
 from __future__ import annotations
@@ -22,26 +22,23 @@ from __future__ import annotations
 import argparse
 
 import torch
-from benchmark import batch, build, count_flops, device_name, median_time, peak_rates
+from benchmark import count_flops, device_name, median_time, peak_rates, training_step
 from torch.profiler import ProfilerActivity, profile
 
 from gantrans.runtime import DTYPES, resolve_device
-from gantrans.train import _train_step
 
 CONV_OPS = {  # profiler op name: position of the weight among its inputs
     "aten::mkldnn_convolution": 1,
     "aten::convolution_backward": 2,
-    "aten::cudnn_convolution": 1,
     "aten::_slow_conv2d_forward": 1,
 }
 
 
-def training_step(args: argparse.Namespace, dev: torch.device, precision: str):
-    cfg = argparse.Namespace(**vars(args), precision=precision, fuse=True, channels_last=False)
-    st, objective = build(cfg, dev)
-    pairs = objective.pairs(st.net)
-    real_A, real_B = batch(cfg, dev, args.batch), batch(cfg, dev, args.batch)
-    return lambda: _train_step(st, objective, pairs, real_A, real_B, dev, precision, 1)
+def default_step(args: argparse.Namespace, dev: torch.device, precision: str):
+    """gantrans's default training step (fused, eager, NCHW) in `precision`."""
+    cfg = argparse.Namespace(**vars(args), precision=precision, fuse=True, channels_last=False,
+                             compile=False)  # fmt: skip
+    return training_step(cfg, dev)
 
 
 def step_breakdown(step, width: int, steps: int) -> dict[str, float]:
@@ -84,7 +81,8 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()
     dev = resolve_device(args.device)
-    flops = count_flops(training_step(args, dev, "fp32"))
+    steps = {precision: default_step(args, dev, precision) for precision in ("fp32", "bf16")}
+    flops = count_flops(steps["fp32"])
     width, side = args.ngf * 4, args.size // 4
     print(f"{args.model} {args.size}x{args.size}x{args.channels} batch {args.batch}: "
           f"{flops / 1e9:.1f} GFLOP per training step; {device_name(dev)}, "
@@ -115,20 +113,20 @@ def main() -> None:
           "profiler adds a little):")  # fmt: skip
     print(f"{'precision':<10}{'step (s)':>10}{'residual conv':>15}{'other conv':>12}"
           f"{'the rest':>10}")  # fmt: skip
-    budgets = {}
-    for precision in ("fp32", "bf16"):
-        split = step_breakdown(training_step(args, dev, precision), width, args.profile_steps)
+    residual = {}
+    for precision, step in steps.items():
+        split = step_breakdown(step, width, args.profile_steps)
         total = sum(split.values())
         print(f"{precision:<10}{total:>10.3f}{split['residual_conv']:>15.3f}"
               f"{split['other_conv']:>12.3f}{split['rest']:>10.3f}")  # fmt: skip
-        budgets[precision] = split["residual_conv"]
+        residual[precision] = split["residual_conv"]
     if args.reference_seconds:
         print(f"\nagainst the reference's {args.reference_seconds:.3f} s per step:")
         for precision, speedup in (("fp32", 1.5), ("bf16", 3.0)):
             allowed = args.reference_seconds / speedup
-            left = allowed - budgets[precision]
+            left = allowed - residual[precision]
             print(f"{precision}: {speedup}x allows {allowed:.3f} s per step; the residual "
-                  f"convolutions alone take {budgets[precision]:.3f} s, leaving {left:.3f} s "
+                  f"convolutions alone take {residual[precision]:.3f} s, leaving {left:.3f} s "
                   "for everything else")  # fmt: skip
 
 

@@ -23,6 +23,7 @@ import platform
 import resource
 import statistics
 import time
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -129,7 +130,8 @@ def count_flops(fn) -> float:
     return counter.get_total_flops()
 
 
-def time_training(args: argparse.Namespace, dev: torch.device) -> dict:
+def training_step(args: argparse.Namespace, dev: torch.device) -> Callable[[], None]:
+    """One call = one step of the loop's own `_train_step` on a fixed synthetic batch."""
     st, objective = build(args, dev)
     pairs = objective.pairs(st.net)
     if args.compile:
@@ -139,6 +141,11 @@ def time_training(args: argparse.Namespace, dev: torch.device) -> dict:
     def step() -> None:
         _train_step(st, objective, pairs, real_A, real_B, dev, args.precision, critic_steps=1)
 
+    return step
+
+
+def time_training(args: argparse.Namespace, dev: torch.device) -> dict:
+    step = training_step(args, dev)
     timed(step, dev, args.warmup)
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
