@@ -17,6 +17,7 @@ from gantrans.data import DataError
 
 # narrow networks at 32 px: a training step takes milliseconds on a CPU
 TINY_NETS = [
+    "precision=fp32",  # the same numbers on every machine (auto is bf16 on some CPUs only)
     "model.ngf=4",
     "model.n_blocks=1",
     "discriminator.ndf=4",
@@ -32,6 +33,15 @@ TINY = [*TINY_NETS, "dataset.train_size=16", "dataset.test_size=4"]
 # tests (torchrun, kill -9) would oversubscribe the cores; children inherit the variable.
 os.environ["OMP_NUM_THREADS"] = "1"
 torch.set_num_threads(1)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _session_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One gantrans cache for the whole run: the judges of a tiny dataset are trained once, and
+    nothing is written to the user's ~/.cache. Tests of the cache itself set their own."""
+    root = tmp_path_factory.mktemp("gantrans_cache")
+    os.environ["GANTRANS_CACHE"] = str(root)
+    return root
 
 
 def run_cli(*args: str) -> int:

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from gantrans.train import discard_failed_start
 
@@ -173,3 +174,22 @@ def test_installed_console_script_runs_from_any_directory(tmp_path):
         timeout=120,
     )
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_precision_auto_is_bf16_only_where_the_device_runs_it(monkeypatch, gantrans, tmp_path):
+    from gantrans import runtime
+
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(runtime, "bf16_supported", lambda device: True)
+    assert runtime.resolve_precision(cpu, "auto") == "bf16"
+    assert runtime.resolve_precision(cpu, "fp32") == "fp32"
+    run = tmp_path / "run"
+    nets = [a for a in TINY_NETS if not a.startswith("precision=")]
+    code, _, err = gantrans(
+        "train", *nets, "dataset.train_size=4", "dataset.test_size=2", "train.max_steps=1",
+        f"hydra.run.dir={run}",
+    )  # fmt: skip
+    assert code == 0, err
+    assert "precision bf16" in (run / "train.log").read_text()  # auto by default, resolved
+    monkeypatch.setattr(runtime, "bf16_supported", lambda device: False)
+    assert runtime.resolve_precision(cpu, "auto") == "fp32"

@@ -142,6 +142,27 @@ def test_inception_features_from_a_local_weights_file(tmp_path, monkeypatch, off
     assert net(gray).shape == (2, metrics.InceptionFeatures.num_features)
 
 
+def test_inception_resize_clean_is_antialiased_bicubic_and_legacy_is_left_to_the_network(
+    tmp_path, monkeypatch, offline
+):
+    weights = random_inception_weights(tmp_path / "inception.pth", monkeypatch)
+    seen = {}
+    for mode in ("clean", "legacy"):
+        net = metrics.InceptionFeatures(weights, resize=mode)
+
+        class Record(nn.Module):
+            def forward(self, x, mode=mode):
+                seen[mode] = x
+                return (x.flatten(1)[:, :4].float(),)
+
+        net.net = Record()
+        net(_images(2, 0, channels=1, side=32))
+    assert seen["clean"].dtype == torch.uint8 and seen["clean"].shape == (2, 3, 299, 299)
+    assert seen["legacy"].shape == (2, 3, 32, 32)  # torch-fidelity resizes it (TF1 bilinear)
+    with pytest.raises(ValueError, match="clean or legacy"):
+        metrics.InceptionFeatures(weights, resize="bilinear")
+
+
 def test_inception_offline_is_one_line_naming_the_file(offline):
     with pytest.raises(metrics.FeatureWeightsError) as info:
         metrics.InceptionFeatures(progress=False)
@@ -200,19 +221,6 @@ def test_two_sample_test_detects_a_shift_and_not_identical_data():
         real, _images(200, 1, side=8), seed=0, epochs=10, device=CPU
     )
     assert again == same  # seeded: the same numbers every time
-
-
-def test_classifier_cache_round_trip_and_key(tmp_path):
-    x, y = _images(8, 0, side=8), torch.tensor([0, 1] * 4)
-    net = classifiers.train_classifier(x, y, epochs=1, seed=0, device=CPU)
-    path = tmp_path / "eval" / "domain_classifier.pt"
-    classifiers.save_cached(path, "key1", net, {"train_acc": 1.0})
-    loaded, info = classifiers.load_cached(path, "key1", CPU)
-    assert info == {"train_acc": 1.0}
-    assert torch.equal(classifiers.predict(loaded, x, CPU), classifiers.predict(net, x, CPU))
-    assert classifiers.load_cached(path, "other key", CPU) is None
-    path.write_bytes(b"garbage")
-    assert classifiers.load_cached(path, "key1", CPU) is None
 
 
 def test_shape_iou_ignores_colour_and_scores_circle_against_square():

@@ -95,7 +95,7 @@ def test_downloads_once_then_uses_the_cache(gantrans, server, tmp_path):
     assert code == 0, err
     assert "downloading pretrained model apple2orange" in out
     assert "reference checkpoint: ResNet generator, 1 blocks, ngf 4" in out
-    cached = tmp_path / "cache" / "apple2orange.pth"
+    cached = tmp_path / "cache" / "pretrained" / "apple2orange.pth"
     assert cached.read_bytes() == data
     assert sorted(p.name for p in cached.parent.iterdir()) == ["apple2orange.pth"]  # no .part
     assert len(server.requests) == 1
@@ -168,7 +168,7 @@ def test_failed_download_is_one_line_and_leaves_no_file(
             "progress=false",
         )
     )
-    cached = tmp_path / "cache" / "zebra2horse.pth"
+    cached = tmp_path / "cache" / "pretrained" / "zebra2horse.pth"
     assert "cannot download pretrained model zebra2horse" in line
     assert f"download {pretrained.model_url('zebra2horse')} by hand and save it as {cached}" in line
     assert {"refused": "refused", "404": "HTTP 404", "truncated": "before the end"}[failure] in line
@@ -216,4 +216,4 @@ def test_export_of_a_pretrained_model(gantrans, server, tmp_path, monkeypatch):
     x = torch.rand(2, 3, 32, 48) * 2 - 1
     with torch.no_grad():
         torch.testing.assert_close(module(x), net(x), rtol=0, atol=1e-4)
-    assert Path(tmp_path / "cache" / "orange2apple.pth").is_file()
+    assert Path(tmp_path / "cache" / "pretrained" / "orange2apple.pth").is_file()

@@ -1,22 +1,18 @@
-"""Two small CNN classifiers: a cached real-A-versus-real-B domain classifier and the C2ST one."""
+"""The classifier two-sample test (C2ST): can a fresh small CNN tell real from translated images?"""
 
 from __future__ import annotations
 
 import logging
-from pathlib import Path
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from gantrans.checkpoint import save_atomic
 from gantrans.metrics import binomial_p_greater, binomial_stderr
 
 log = logging.getLogger("gantrans")
 
-CLASSIFIER_FORMAT = "gantrans-domain-classifier"
 MIN_STEPS = 300  # small sets get more epochs: at least this many optimizer steps ...
 MAX_EPOCHS = 100  # ... but at most this many passes for tiny sets
 MAX_INPUT = 64  # larger images are scaled down to this side first: training stays quick
@@ -193,32 +189,3 @@ def two_sample_test(
         "n_train": float(len(y_train)),
         "n_test": float(n),
     }
-
-
-def load_cached(path: Path, key: str, device: torch.device) -> tuple[SmallConvNet, dict] | None:
-    """The domain classifier saved at `path` if it was trained for `key`, else None."""
-    if not path.is_file():
-        return None
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-        if payload.get("format") != CLASSIFIER_FORMAT or payload.get("key") != key:
-            return None
-        net = SmallConvNet(**payload["arch"])
-        net.load_state_dict(payload["state_dict"])
-    except Exception as exc:  # noqa: BLE001 -- a bad cache is retrained, never fatal
-        log.warning("ignoring the unreadable classifier cache %s (%s)", path, type(exc).__name__)
-        return None
-    return net.to(device).eval(), dict(payload.get("info", {}))
-
-
-def save_cached(path: Path, key: str, net: SmallConvNet, info: dict[str, Any]) -> None:
-    """Save a domain classifier for `key` atomically (tensors and primitives only)."""
-    state = {k: v.detach().cpu() for k, v in net.state_dict().items()}
-    payload = {
-        "format": CLASSIFIER_FORMAT,
-        "key": key,
-        "arch": net.arch,
-        "state_dict": state,
-        "info": info,
-    }
-    save_atomic(payload, path)

@@ -17,6 +17,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from gantrans.errors import ConfigError
+from gantrans.metric_names import LOWER_IS_BETTER
 
 
 class Norm(str, Enum):
@@ -45,6 +46,7 @@ class GanMode(str, Enum):
 
 
 class Precision(str, Enum):
+    auto = "auto"  # bf16 where the device runs it natively (AVX-512 BF16 / AMX CPUs, recent GPUs)
     fp32 = "fp32"
     bf16 = "bf16"
     fp16 = "fp16"
@@ -245,7 +247,7 @@ class TrainConfig:
     train: TrainLoopConfig = field(default_factory=TrainLoopConfig)
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    precision: Precision = Precision.fp32
+    precision: Precision = Precision.auto
     resume: str | None = None  # null | auto | path to a checkpoint
 
 
@@ -286,16 +288,24 @@ class DownloadConfig:
 
 @dataclass
 class EvaluateConfig:
-    ckpt: str = MISSING
+    ckpt: str | None = None  # a checkpoint to score (both directions, or `direction`)
+    # a folder of translated images to score instead (needs dataset=NAME and direction)
+    translations: str | None = None
+    direction: str | None = None  # AtoB | BtoA; null with ckpt= = both
+    export_inputs: str | None = None  # write the source domain's test images here and stop
     # dataset.KEY=VALUE changes one key of the dataset recorded in the checkpoint; dataset=NAME
     # (with its own keys) replaces it with a whole dataset config. Empty: the checkpoint's.
     dataset: dict[str, Any] = field(default_factory=dict)
-    output_dir: str | None = None  # default: <run dir of the checkpoint>/eval
-    features: str = "inception"  # inception (standard FID/KID) | classifier (offline, our own)
+    output_dir: str | None = None  # default: <run dir>/eval, or eval/<translations folder>
+    features: str = "inception"  # inception (standard FID/KID) | classifier (offline, the judge's)
     inception_weights: str | None = None  # local copy of the FID Inception weights (.pth)
+    fid_resize: str = "clean"  # clean (antialiased bicubic, clean-fid) | legacy (TF1 bilinear)
     max_images: int | None = None  # test images per domain (evenly spaced); null = all
-    classifier_max_images: int = 1000  # real training images per domain for the classifier
-    classifier_epochs: int = 5
+    judge_max_images: int | None = 20000  # real training images per domain for the judges
+    judge_epochs: int = 10  # the judges' longest training (early stopping on validation)
+    judge_patience: int = 3  # rounds without a better validation score before stopping
+    controls: bool = True  # degraded inputs, reconstructions and a second judge
+    c2st: bool = True  # the real-versus-translated two-sample test
     c2st_epochs: int = 20  # epochs of each real-versus-translated two-sample-test classifier
     num_samples: int = 8  # columns of the sample grids
     batch_size: int = 32
@@ -370,8 +380,6 @@ def check_train_config(cfg: DictConfig) -> None:
     if t.eval_every < 0:
         raise ConfigError(f"train.eval_every must be >= 0 (0 = off), got {t.eval_every}")
     if t.eval_every:
-        from gantrans.evaluate import LOWER_IS_BETTER
-
         if t.eval_metric not in LOWER_IS_BETTER:
             raise ConfigError(
                 f"train.eval_metric={t.eval_metric} is not a metric: choose one of "

@@ -13,20 +13,21 @@ from typing import Any
 import torch
 from torchvision.utils import save_image
 
-from gantrans.reporting import cycle_grid
+from gantrans.metric_names import DIRECTIONS
+from gantrans.reporting import image_rows
 
 JSON_NAME = "evaluation.json"
 MD_NAME = "evaluation.md"
 GRID_NAME = "samples_{direction}.png"
-DIRECTIONS = (("AtoB", "A", "B"), ("BtoA", "B", "A"))
 
 FEATURE_NOTES = {
     "inception": "Inception-v3 pool3 features (torch-fidelity's weights, as in published FID/KID)",
     "classifier": (
-        "features of our own domain classifier (penultimate layer): comparable between "
-        "checkpoints evaluated the same way, NOT to published FID/KID"
+        "features of our own judge (its penultimate layer): comparable between evaluations of "
+        "the same dataset, NOT to published FID/KID"
     ),
 }
+ROW_NAMES = {"real": "input", "fake": "translation", "rec": "reconstruction"}
 
 
 def _finite(obj: Any) -> Any:
@@ -66,42 +67,94 @@ def _pct(value: float | None) -> str:
 
 def save_grids(
     out_dir: Path, images: dict[str, dict[str, torch.Tensor]], num_samples: int
-) -> dict[str, str]:
-    """Save input / translation / reconstruction grids per direction; returns the file names."""
-    names = {}
+) -> dict[str, dict[str, Any]]:
+    """Save a grid per direction (rows: input, translation[, reconstruction]).
+
+    Returns:
+        {direction: {"file": name, "rows": [row names]}}.
+    """
+    grids = {}
     for direction, imgs in images.items():
-        k = min(num_samples, len(imgs["real"]))
-        grid = cycle_grid(imgs["real"][:k], imgs["fake"][:k], imgs["rec"][:k])  # (3, H, W) [0, 1]
-        names[direction] = GRID_NAME.format(direction=direction)
-        save_image(grid, out_dir / names[direction])
-    return names
+        keys = [k for k in ("real", "fake", "rec") if k in imgs]
+        k = min(num_samples, *(len(imgs[key]) for key in keys))
+        grid = image_rows([imgs[key][:k] for key in keys])  # (3, H, W) in [0, 1]
+        name = GRID_NAME.format(direction=direction)
+        save_image(grid, out_dir / name)
+        grids[direction] = {"file": name, "rows": [ROW_NAMES[key] for key in keys]}
+    return grids
+
+
+def judge_line(judge: dict[str, Any], label: str) -> str:
+    """One line on a judge: architecture, balanced accuracy on real test images, provenance."""
+    arch = judge.get("arch", {})
+    train = judge.get("train_images", ["?", "?"])
+    flag = "" if judge.get("reliable", True) else " (**below the reliability threshold**)"
+    return (
+        f"{label}: `{arch.get('arch')}` CNN (width {arch.get('width')}, seed {judge.get('seed')}), "
+        f"**{_pct(judge.get('test_balanced_acc'))} balanced accuracy on the real test images**"
+        f"{flag} (A {_pct(judge.get('test_acc_A'))}, B {_pct(judge.get('test_acc_B'))}); "
+        f"validation {_pct(judge.get('val_balanced_acc'))}; trained on {train[0]} + {train[1]} "
+        f"real training images, {'loaded from the cache' if judge.get('cached') else 'trained now'}"
+    )
+
+
+def _source_lines(report: dict[str, Any]) -> list[str]:
+    src = report["source"]
+    if "checkpoint" in src:
+        return [f"- checkpoint: `{src['checkpoint']}` (step {src['step']}, epoch {src['epoch']})"]
+    paired = "paired with their inputs by file name" if src["paired_with_inputs"] else "unpaired"
+    resized = f", {src['resized']} resized to the test images' size" if src["resized"] else ""
+    return [f"- translations: `{src['translations']}` ({src['images']} images, {paired}{resized})"]
 
 
 def markdown(report: dict[str, Any]) -> str:
-    """The human report: settings, three tables of numbers, the sample grids, how to read them."""
+    """The human report: settings, judges, tables of numbers, checks, grids, how to read them."""
     m, s = report["metrics"], report["settings"]
-    clf = s["domain_classifier"]
-    ckpt = report["checkpoint"]
-    lines = [
-        "# Evaluation",
-        "",
-        f"- checkpoint: `{ckpt['path']}` (step {ckpt['step']}, epoch {ckpt['epoch']})",
+    present = [(d, src, tgt) for d, src, tgt in DIRECTIONS if f"domain_acc_{d}" in m]
+    lines = ["# Evaluation", "", *_source_lines(report)]
+    lines += [
         f"- dataset: `{report['dataset'].get('name')}`, test images: "
         f"{s['test_images']['A']} A, {s['test_images']['B']} B",
-        f"- FID/KID features: **{s['features']}**: {FEATURE_NOTES[s['features']]}",
-        f"- domain classifier: {_pct(clf.get('test_acc'))} accuracy on the real test images "
-        f"(trained on {clf['train_images']['A']} + {clf['train_images']['B']} real training "
-        f"images, {'loaded from cache' if clf.get('cached') else 'trained now'})",
+        f"- FID/KID features: **{s['features']}**: {FEATURE_NOTES[s['features']]}"
+        + (f"; resize to 299 px: {s['fid_resize']}" if s.get("fid_resize") else ""),
+    ]
+    for judge, label in zip(s["judges"], ("judge", "second judge"), strict=False):
+        lines.append(f"- {judge_line(judge, label)}")
+    lines += [
         f"- seed {s['seed']}, KID subsets {s['kid_subsets']} of {s['kid_subset_size']}, "
         f"gantrans {report['gantrans_version']}, {report.get('created', '')}",
         "",
-        "## Distribution: do translations look like the target domain?",
+        "## Does the translation reach the target domain?",
         "",
-        "| direction | FID ↓ | KID ↓ | classified as target ↑ | C2ST accuracy (0.5 best) "
-        "| C2ST p-value |",
+        f"Classified as the target by the judge ({_pct(s['judges'][0]['test_balanced_acc'])} "
+        "balanced accuracy on real test images), next to the controls: images that belong to "
+        "the source domain, which a judge that is not fooled keeps near the untranslated inputs.",
+        "",
+        "| direction | translations ↑ | second judge | judges agree | untranslated inputs "
+        "| reconstructions | blurred inputs | noisy inputs | JPEG inputs | verdict |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+    ]
+    checks = report.get("checks", {})
+    for d, _, tgt in present:
+        ok = checks.get(d, {}).get("trustworthy", True)
+        lines.append(
+            f"| {d} (as {tgt}) | {_pct(m[f'domain_acc_{d}'])} "
+            f"| {_pct(m.get(f'judge2_domain_acc_{d}'))} | {_pct(m.get(f'judge_agreement_{d}'))} "
+            f"| {_pct(m.get(f'input_domain_acc_{d}'))} | {_pct(m.get(f'rec_domain_acc_{d}'))} "
+            f"| {_pct(m.get(f'blur_domain_acc_{d}'))} | {_pct(m.get(f'noise_domain_acc_{d}'))} "
+            f"| {_pct(m.get(f'jpeg_domain_acc_{d}'))} | {'ok' if ok else '**suspect**'} |"
+        )
+    for d, _, _ in present:
+        for reason in checks.get(d, {}).get("reasons", []):
+            lines.append(f"\n- **{d}: {reason}**")
+    lines += [
+        "",
+        "## Distribution: do translations look like real target images?",
+        "",
+        "| direction | FID ↓ | KID ↓ | C2ST accuracy (0.5 best) | C2ST p-value | content L1 |",
         "| --- | ---: | ---: | ---: | ---: | ---: |",
     ]
-    for d, _, tgt in DIRECTIONS:
+    for d, _, _ in present:
         c2st = (
             f"{_pct(m.get(f'c2st_acc_{d}'))} ± {_pct(m.get(f'c2st_stderr_{d}'))}"
             if f"c2st_acc_{d}" in m
@@ -109,22 +162,25 @@ def markdown(report: dict[str, Any]) -> str:
         )
         lines.append(
             f"| {d} | {_num(m[f'fid_{d}'], '.2f')} | {_num(m[f'kid_{d}'], '.4g')} ± "
-            f"{_num(m[f'kid_std_{d}'], '.2g')} | {_pct(m[f'domain_acc_{d}'])} as {tgt} "
-            f"| {c2st} | {_num(m.get(f'c2st_pvalue_{d}'), '.3g')} |"
+            f"{_num(m[f'kid_std_{d}'], '.2g')} | {c2st} | {_num(m.get(f'c2st_pvalue_{d}'), '.3g')} "
+            f"| {_num(m.get(f'content_l1_{d}'), '.4f')} |"
         )
-    lines += [
-        "",
-        "## Content: cycle reconstruction",
-        "",
-        "| cycle | L1 ↓ | PSNR (dB) ↑ | SSIM ↑ |",
-        "| --- | ---: | ---: | ---: |",
-    ]
-    for _, src, tgt in DIRECTIONS:
-        lines.append(
-            f"| {src} → {tgt} → {src} | {_num(m[f'cycle_l1_{src}'], '.4f')} "
-            f"| {_num(m[f'cycle_psnr_{src}'], '.2f')} | {_num(m[f'cycle_ssim_{src}'], '.4f')} |"
-        )
-    if "truth_psnr_AtoB" in m:
+    cycles = [(src, tgt) for _, src, tgt in present if f"cycle_l1_{src}" in m]
+    if cycles:
+        lines += [
+            "",
+            "## Content: cycle reconstruction",
+            "",
+            "| cycle | L1 ↓ | PSNR (dB) ↑ | SSIM ↑ |",
+            "| --- | ---: | ---: | ---: |",
+        ]
+        for src, tgt in cycles:
+            lines.append(
+                f"| {src} → {tgt} → {src} | {_num(m[f'cycle_l1_{src}'], '.4f')} "
+                f"| {_num(m[f'cycle_psnr_{src}'], '.2f')} | {_num(m[f'cycle_ssim_{src}'], '.4f')} |"
+            )
+    truth = [d for d, _, _ in present if f"truth_psnr_{d}" in m]
+    if truth:
         lines += [
             "",
             "## Shapes: distance to the true translation",
@@ -135,7 +191,7 @@ def markdown(report: dict[str, Any]) -> str:
             "| shape change ↑ | shape IoU ↑ | input shape IoU |",
             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
         ]
-        for d, _, _ in DIRECTIONS:
+        for d in truth:
             lines.append(
                 f"| {d} | {_num(m[f'truth_psnr_{d}'], '.2f')} "
                 f"| {_num(m[f'input_truth_psnr_{d}'], '.2f')} | {_num(m[f'truth_ssim_{d}'], '.4f')} "
@@ -143,52 +199,83 @@ def markdown(report: dict[str, Any]) -> str:
                 f"| {_num(m[f'input_truth_l1_{d}'], '.4f')} | {_num(m[f'shape_change_{d}'], '.3f')} "
                 f"| {_num(m[f'shape_iou_{d}'], '.3f')} | {_num(m[f'input_shape_iou_{d}'], '.3f')} |"
             )
-    lines += ["", "## Samples", "", "Rows: input, translation, reconstruction.", ""]
-    for d, name in report.get("grids", {}).items():
-        lines += [f"### {d}", "", f"![{d}]({name})", ""]
+    if report.get("not_computed"):
+        lines += ["", "## Not computed", ""]
+        lines += [f"- `{k}`: {why}" for k, why in report["not_computed"].items()]
+    lines += ["", "## Samples", ""]
+    for d, grid in report.get("grids", {}).items():
+        lines += [f"### {d}", "", f"Rows: {', '.join(grid['rows'])}.", ""]
+        lines += [f"![{d}]({grid['file']})", ""]
     lines += [
         "## How to read this",
         "",
+        "- **classified as the target**: share of translations that the judge, a CNN trained on "
+        "real training images only, puts in the target domain; read it next to the judge's "
+        "balanced accuracy (the mean of its accuracies on real test images of each domain).",
+        "- **controls**: the cycle reconstructions and real source images that were only "
+        "blurred, made noisy or JPEG-compressed stay in the source domain. If the judge moves "
+        "them towards the target like a translation, it responds to artefacts, and the verdict "
+        "says so; so does a second judge (another architecture and seed) that disagrees.",
         "- **FID / KID**: distance between the feature statistics of the translations and of the "
         "real test images of the target domain; 0 = same distribution. KID is unbiased for "
         "small sets; FID on a few hundred images is biased upwards.",
-        "- **classified as target**: share of translations that a CNN trained on real training "
-        "images puts in the target domain; read it next to that classifier's own test accuracy.",
         "- **C2ST** (classifier two-sample test, Lopez-Paz & Oquab 2017): a fresh CNN learns real "
         "versus translated on half of the images and is scored on the other half; 50% = it "
         "cannot tell them apart. A small p-value (one-sided binomial test against 50%) means "
         "the translations are detectably different from real images.",
-        "- **cycle**: how well the input survives a round trip (L1 on the [-1, 1] scale).",
+        "- **content L1**: mean |translation − input| on the [-1, 1] scale (how much changed); "
+        "**cycle**: how well the input survives a round trip.",
         "",
     ]
     return "\n".join(lines)
 
 
 def summary(report: dict[str, Any]) -> list[str]:
-    """A few console lines: the main numbers per direction."""
+    """A few console lines: the main numbers per direction, the judges and the checks."""
     m, s = report["metrics"], report["settings"]
+    judge = s["judges"][0]
     lines = []
     for d, src, tgt in DIRECTIONS:
-        parts = [
-            f"FID {_num(m[f'fid_{d}'], '.2f')}",
-            f"KID {_num(m[f'kid_{d}'], '.4g')}",
-            f"{_pct(m[f'domain_acc_{d}'])} classified {tgt}",
+        if f"domain_acc_{d}" not in m:
+            continue
+        parts = [f"{_pct(m[f'domain_acc_{d}'])} classified {tgt}"]
+        if f"judge2_domain_acc_{d}" in m:
+            parts.append(f"second judge {_pct(m[f'judge2_domain_acc_{d}'])}")
+        controls = [
+            f"{label} {_pct(m[f'{key}_domain_acc_{d}'])}"
+            for key, label in (
+                ("input", "inputs"),
+                ("rec", "reconstructions"),
+                ("blur", "blur"),
+                ("noise", "noise"),
+                ("jpeg", "JPEG"),
+            )  # fmt: skip
+            if f"{key}_domain_acc_{d}" in m
         ]
+        parts.append(f"controls: {', '.join(controls)}")
+        parts.append(f"FID {_num(m[f'fid_{d}'], '.2f')}, KID {_num(m[f'kid_{d}'], '.4g')}")
         if f"c2st_acc_{d}" in m:
             parts.append(
                 f"C2ST {_pct(m[f'c2st_acc_{d}'])} (p={_num(m[f'c2st_pvalue_{d}'], '.2g')})"
             )
-        parts.append(f"cycle PSNR {_num(m[f'cycle_psnr_{src}'], '.1f')} dB")
+        if f"content_l1_{d}" in m:
+            parts.append(f"content L1 {_num(m[f'content_l1_{d}'], '.3f')}")
+        if f"cycle_psnr_{src}" in m:
+            parts.append(f"cycle PSNR {_num(m[f'cycle_psnr_{src}'], '.1f')} dB")
         if f"truth_psnr_{d}" in m:
             parts.append(
                 f"truth PSNR {_num(m[f'truth_psnr_{d}'], '.1f')} dB "
                 f"(input {_num(m[f'input_truth_psnr_{d}'], '.1f')})"
             )
-        lines.append(f"{d}: " + ", ".join(parts))
-    clf = s["domain_classifier"]
+        lines.append(f"{d}: " + "; ".join(parts))
+        for reason in report.get("checks", {}).get(d, {}).get("reasons", []):
+            lines.append(f"warning: {d}: {reason}")
+    second = s["judges"][1] if len(s["judges"]) > 1 else None
     lines.append(
-        f"features: {s['features']}; domain classifier {_pct(clf.get('test_acc'))} on real "
-        f"test images; {s['test_images']['A']} + {s['test_images']['B']} test images"
+        f"judge: {_pct(judge['test_balanced_acc'])} balanced accuracy on real test images"
+        + (f" (second judge {_pct(second['test_balanced_acc'])})" if second else "")
+        + f"; features: {s['features']}; {s['test_images']['A']} + {s['test_images']['B']} "
+        "test images"
     )
     return lines
 

@@ -1,10 +1,8 @@
-"""`gantrans evaluate`: score a checkpoint's translations on the held-out test images, in numbers."""
+"""`gantrans evaluate`: score translations (a checkpoint's, or a folder's) on held-out test images."""
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import logging
 from collections.abc import Mapping
 from pathlib import Path
@@ -16,48 +14,26 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from tqdm import tqdm
 
-from gantrans import __version__, classifiers, metrics
-from gantrans.checkpoint import load_checkpoint
+from gantrans import __version__, classifiers, controls, judges, metrics
 from gantrans.config import check_known_keys, to_plain
-from gantrans.data import DataError, DomainDataset, build_domains
-from gantrans.errors import ConfigError, GantransError
+from gantrans.data import (
+    DataError,
+    DomainDataset,
+    build_domains,
+    list_images,
+    open_image,
+    pil_to_tensor,
+)
+from gantrans.errors import ConfigError
+from gantrans.metric_names import DIRECTIONS, LOWER_IS_BETTER, NEEDS_GENERATOR, NEEDS_PAIRS
 from gantrans.runtime import resolve_device
 
 log = logging.getLogger("gantrans")
 
 FEATURES = ("inception", "classifier")
-DIRECTIONS = (("AtoB", "A", "B"), ("BtoA", "B", "A"))  # (direction, source, target)
 LABEL = {"A": 0, "B": 1}
 MIN_TEST_IMAGES = 4  # the two-sample test needs two images per class and half
-
-# metric name (without its _AtoB / _BtoA / _A / _B suffix) -> lower is better
-_LOWER = {
-    "fid": True,
-    "kid": True,
-    "kid_std": True,
-    "domain_acc": False,  # share of translations the domain classifier puts in the target domain
-    "c2st_acc": True,  # 0.5 = indistinguishable from real; higher = easier to tell apart
-    "c2st_stderr": True,
-    "c2st_pvalue": False,  # large = no evidence the translations differ from real images
-    "cycle_l1": True,
-    "cycle_psnr": False,
-    "cycle_ssim": False,
-    "truth_l1": True,
-    "truth_psnr": False,
-    "truth_ssim": False,
-    "input_truth_l1": True,  # baselines: the untranslated input against the truth
-    "input_truth_psnr": False,
-    "input_truth_ssim": False,
-    "shape_change": False,
-    "shape_iou": False,  # footprint of the drawn shape versus the true one, colour aside
-    "input_shape_iou": False,
-}
-LOWER_IS_BETTER: dict[str, bool] = {
-    f"{name}_{suffix}": lower
-    for name, lower in _LOWER.items()
-    for suffix in (("A", "B") if name.startswith("cycle_") else ("AtoB", "BtoA"))
-}
-"""Every metric name an Evaluator returns -> True when a lower value is better."""
+JUDGE_SEEDS = (0, 1)  # added to the evaluation seed: the two judges differ in seed too
 
 
 def _spaced(n_total: int, limit: int | None) -> list[int]:
@@ -65,6 +41,16 @@ def _spaced(n_total: int, limit: int | None) -> list[int]:
     if limit is None or limit >= n_total:
         return list(range(n_total))
     return torch.linspace(0, n_total - 1, limit).round().long().tolist()
+
+
+def _same_size(images: list[torch.Tensor], what: str) -> torch.Tensor:
+    sizes = {tuple(x.shape) for x in images}
+    if len(sizes) > 1:
+        raise DataError(
+            f"the {what} images come in {len(sizes)} sizes: use a dataset.preprocess that "
+            "gives one size (resize_and_crop, crop or scale_width_and_crop)"
+        )
+    return torch.stack(images)
 
 
 def load_images(
@@ -82,64 +68,72 @@ def load_images(
         if side is not None and max(image.shape[-2:]) > side:
             image = F.interpolate(image, size=(side, side), mode="bilinear", antialias=True)
         images.append(image[0])
-    sizes = {tuple(x.shape) for x in images}
-    if len(sizes) > 1:
-        raise DataError(
-            f"the {what} images come in {len(sizes)} sizes: use a dataset.preprocess that "
-            "gives one size (resize_and_crop, crop or scale_width_and_crop)"
-        )
-    return torch.stack(images)
+    return _same_size(images, what)
+
+
+def quantize(images: torch.Tensor) -> torch.Tensor:
+    """Round (N, C, H, W) images in [-1, 1] to the 256 levels of an 8-bit file.
+
+    Translations are scored as they would be saved, so a checkpoint and a folder of its saved
+    outputs get the same numbers, and no metric sees sub-grey-level detail real images lack.
+    """
+    return ((images.float().clamp(-1, 1) + 1) * 127.5).round() / 127.5 - 1
 
 
 @torch.no_grad()
-def _apply(net: nn.Module, images: torch.Tensor, batch_size: int) -> torch.Tensor:
-    """A generator over (N, C, H, W) images in batches, on its own device; result on the CPU."""
+def apply(net: nn.Module, images: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """A generator over (N, C, H, W) images in batches, on its own device; 8-bit, on the CPU."""
     device = next(net.parameters()).device
-    return torch.cat(
-        [
+    was_training = net.training
+    net.eval()
+    try:
+        out = [
             net(images[i : i + batch_size].to(device)).float().cpu()
             for i in range(0, len(images), batch_size)
         ]
-    )
-
-
-def _key(payload: Mapping[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+    finally:
+        net.train(was_training)
+    return quantize(torch.cat(out))
 
 
 class Evaluator:
-    """Scores a pair of generators on the test images of a dataset; built once per run.
+    """Scores translations on the test images of a dataset; built once, called many times.
 
-    Construction loads the test images, trains (or loads from `out_dir`/domain_classifier.pt)
-    the real-A-versus-real-B domain classifier and computes the real images' features; every
-    call then only translates and scores, so it can run periodically during training::
+    Construction loads the real test images, gets the two judges (from the cache, or trained on
+    the real training images: see gantrans.judges), measures their balanced accuracy on the
+    real test images, and computes what does not depend on the translations: the real images'
+    features and the controls on real source images (untranslated, blurred, noisy,
+    JPEG-compressed). Every call then only translates and scores, so it can run periodically
+    during training::
 
-        evaluator = Evaluator(cfg["dataset"], channels, device, run_dir / "eval")
+        evaluator = Evaluator(cfg["dataset"], channels, device)
         scores = evaluator(model.G_A, model.G_B)  # {"fid_AtoB": ..., "cycle_psnr_A": ...}
         better = scores[m] < best if LOWER_IS_BETTER[m] else scores[m] > best
 
-    Returned names (see LOWER_IS_BETTER): fid_, kid_, kid_std_, domain_acc_, c2st_acc_,
-    c2st_stderr_, c2st_pvalue_ + AtoB | BtoA; cycle_l1_, cycle_psnr_, cycle_ssim_ + A | B
-    (A -> B -> A and B -> A -> B); for dataset=shapes also truth_l1_, truth_psnr_, truth_ssim_,
-    input_truth_l1_, input_truth_psnr_, input_truth_ssim_, shape_change_, shape_iou_ and
-    input_shape_iou_ + AtoB | BtoA.
+    `score` scores one direction's translations made by anything (a folder of images).
+    Metric names: see gantrans.metric_names.
 
     Args:
         dataset_cfg: The dataset config section as a plain dict.
-        channels: Image channels of the generators (1 or 3).
-        device: Where the classifiers and the feature network run.
-        out_dir: Folder of the classifier cache (created when needed).
-        features: "classifier" (the domain classifier's penultimate layer: offline, not
-            comparable to published FID) or "inception" (the standard FID Inception-v3).
+        channels: Image channels of the translations (1 or 3).
+        device: Where the judges and the feature network run.
+        features: "classifier" (the first judge's penultimate layer: offline, not comparable to
+            published FID) or "inception" (the standard FID Inception-v3).
         max_images: Test images per domain (evenly spaced); None = all.
-        seed: Seeds the classifiers, the two-sample-test splits and KID's subsets.
+        seed: Seeds the judges, the two-sample-test splits, the noise control and KID's subsets.
         inception_weights: A local file of the Inception weights (else the torch hub cache,
             downloading on first use).
-        classifier_max_images: Real training images per domain for the domain classifier.
-        classifier_epochs, c2st_epochs: Training epochs of the two kinds of classifier.
+        fid_resize: "clean" (antialiased bicubic, as clean-fid) or "legacy" (torch-fidelity's
+            TensorFlow-1 bilinear) resizing to Inception's 299 px.
+        judge_max_images: Real training images per domain the judges learn from (None = all).
+        judge_epochs, judge_patience: The judges' longest training and early-stopping patience.
         c2st: Run the two-sample test (a fresh classifier per direction and call).
+        c2st_epochs: Training epochs of each two-sample-test classifier.
+        controls: Score the controls (degraded inputs, reconstructions, the second judge).
         batch_size: Images per forward pass.
         progress: Show tqdm progress bars.
+        cache_dir: Folder of the judge cache (default: $GANTRANS_CACHE/judges).
+        judge_set: Use these judges instead of the cached or trained ones (tests, experiments).
     """
 
     def __init__(
@@ -147,50 +141,57 @@ class Evaluator:
         dataset_cfg: Mapping[str, Any],
         channels: int,
         device: torch.device | str,
-        out_dir: Path | str,
         features: str = "classifier",
         max_images: int | None = None,
         seed: int = 0,
         *,
         inception_weights: str | Path | None = None,
-        classifier_max_images: int | None = 1000,
-        classifier_epochs: int = 5,
-        c2st_epochs: int = 20,
+        fid_resize: str = "clean",
+        judge_max_images: int | None = None,
+        judge_epochs: int = 10,
+        judge_patience: int = 3,
         c2st: bool = True,
+        c2st_epochs: int = 20,
+        controls: bool = True,
         batch_size: int = 32,
         progress: bool = False,
+        cache_dir: Path | None = None,
+        judge_set: list[judges.Judge] | None = None,
     ) -> None:
         if features not in FEATURES:
             raise ConfigError(f"features={features} is unknown: choose inception or classifier")
-        for name, value in (
-            ("max_images", max_images),
-            ("classifier_max_images", classifier_max_images),
-        ):
+        for name, value in (("max_images", max_images), ("judge_max_images", judge_max_images)):
             if value is not None and value < 1:
                 raise ConfigError(f"{name} must be positive or null, got {value}")
-        if classifier_epochs < 1 or c2st_epochs < 1 or batch_size < 1:
-            raise ConfigError("classifier_epochs, c2st_epochs and batch_size must be positive")
+        if min(judge_epochs, judge_patience, c2st_epochs, batch_size) < 1:
+            raise ConfigError(
+                "judge_epochs, judge_patience, c2st_epochs and batch_size must be positive"
+            )
         self.dataset_cfg = dict(dataset_cfg)
         self.channels = channels
         self.device = torch.device(device)
-        self.out_dir = Path(out_dir)
         self.features = features
+        self.fid_resize = fid_resize
         self.seed = seed
         self.c2st = c2st
         self.c2st_epochs = c2st_epochs
+        self.with_controls = controls
         self.batch_size = batch_size
         self.progress = progress
         # the Inception weights first: offline, fail before any slow work
         inception = (
-            metrics.InceptionFeatures(inception_weights, progress)
+            metrics.InceptionFeatures(inception_weights, progress, resize=fid_resize)
             if features == "inception"
             else None
         )
 
         test_a, test_b = build_domains(self.dataset_cfg, "test", channels)
+        self.test_domains = {"A": test_a, "B": test_b}
+        self.indices = {d: _spaced(len(dom), max_images) for d, dom in self.test_domains.items()}
+        # 8-bit like the files a folder of translations holds (the shapes set renders floats)
         self.real = {
-            "A": load_images(test_a, max_images, "test A", progress),
-            "B": load_images(test_b, max_images, "test B", progress),
+            "A": quantize(load_images(test_a, max_images, "test A", progress)),
+            "B": quantize(load_images(test_b, max_images, "test B", progress)),
         }
         for d, images in self.real.items():
             if len(images) < MIN_TEST_IMAGES:
@@ -198,50 +199,91 @@ class Evaluator:
                     f"the test split of domain {d} has {len(images)} image(s): "
                     f"evaluation needs at least {MIN_TEST_IMAGES} per domain"
                 )
+        self.names = {
+            d: [dom.name(i) for i in self.indices[d]] for d, dom in self.test_domains.items()
+        }
         self.truth: dict[str, torch.Tensor] = {}  # ground-truth translations (shapes only)
         if self.dataset_cfg.get("name") == "shapes":
-            for d, domain in (("A", test_a), ("B", test_b)):
-                idx = _spaced(len(domain), max_images)
-                self.truth[d] = torch.stack([domain.counterpart(i) for i in idx])
+            for d, domain in self.test_domains.items():
+                truth = torch.stack([domain.counterpart(i) for i in self.indices[d]])
+                self.truth[d] = quantize(truth)
 
-        settings = {
-            "dataset": self.dataset_cfg,
-            "channels": channels,
-            "classifier_max_images": classifier_max_images,
-            "epochs": classifier_epochs,
-            "seed": seed,
-            "arch": "SmallConvNet-v1",
-        }
-        self.classifier, self.classifier_info = self._domain_classifier(
-            _key(settings), classifier_max_images, classifier_epochs
-        )
+        if judge_set is None:
+            train_a, train_b = build_domains(self.dataset_cfg, "train", channels)
+            identity = {
+                "dataset": judges.dataset_identity(self.dataset_cfg),
+                "channels": channels,
+                "train_images": [len(train_a), len(train_b)],
+                "test_images": [len(test_a), len(test_b)],
+                "judge_max_images": judge_max_images,
+            }
+
+            def load_training() -> tuple[torch.Tensor, torch.Tensor]:
+                side = judges.MAX_INPUT
+                xa = load_images(train_a, judge_max_images, "train A", progress, side)
+                xb = load_images(train_b, judge_max_images, "train B", progress, side)
+                return torch.cat([xa, xb]), torch.tensor([0] * len(xa) + [1] * len(xb))
+
+            judge_set = judges.judges_for(
+                identity, str(self.dataset_cfg.get("name", "dataset")), load_training,
+                seeds=[seed + s for s in JUDGE_SEEDS], device=self.device, cache_dir=cache_dir,
+                max_epochs=judge_epochs, patience=judge_patience, progress=progress,
+            )  # fmt: skip
+        self.judges = judge_set[:2] if controls else judge_set[:1]
         x = torch.cat([self.real["A"], self.real["B"]])
         y = torch.tensor([0] * len(self.real["A"]) + [1] * len(self.real["B"]))
-        self.classifier_info["test_acc"] = classifiers.accuracy(self.classifier, x, y, self.device)
-        self.classifier_info["test_images"] = len(y)
+        self.judge_info = []
+        for judge in self.judges:
+            balanced, per_class = judges.balanced_accuracy(judge.predict(x), y)
+            self.judge_info.append(
+                {
+                    **judge.info,
+                    "test_balanced_acc": balanced,
+                    "test_acc_A": per_class[0],
+                    "test_acc_B": per_class[1],
+                    "test_images": [len(self.real["A"]), len(self.real["B"])],
+                    "reliable": balanced >= judges.RELIABLE_BALANCED_ACC,
+                }
+            )
+        if not self.judge_info[0]["reliable"]:
+            log.warning(
+                "warning: the judge's balanced accuracy on the real test images is %.1f%% "
+                "(below %.0f%%): its domain figures are not reliable",
+                100 * self.judge_info[0]["test_balanced_acc"], 100 * judges.RELIABLE_BALANCED_ACC,
+            )  # fmt: skip
 
         self.feature_net: nn.Module = (
-            inception if inception is not None else _Features(self.classifier)
+            inception if inception is not None else _Features(self.judges[0].net)
         )
         self.feature_net = self.feature_net.to(self.device).eval()
         self.real_features = {
             d: self._features(img, f"features real {d}") for d, img in self.real.items()
         }
+        self.control_rates = {d: self._control_rates(src, tgt) for d, src, tgt in DIRECTIONS}
 
     @property
     def info(self) -> dict[str, Any]:
-        """The settings and the domain classifier's numbers, for a report."""
+        """The settings and the judges' numbers, for a report."""
         n = {d: len(x) for d, x in self.real.items()}
         return {
             "features": self.features,
+            "fid_resize": self.fid_resize if self.features == "inception" else None,
             "feature_dim": int(self.real_features["A"].shape[1]),
             "test_images": n,
             "kid_subset_size": metrics.kid_subset_size(min(n.values()), min(n.values())),
             "kid_subsets": metrics.KID_SUBSETS,
-            "c2st_epochs": self.c2st_epochs,
+            "c2st_epochs": self.c2st_epochs if self.c2st else None,
             "seed": self.seed,
             "shapes_truth": bool(self.truth),
-            "domain_classifier": dict(self.classifier_info),
+            "judges": [dict(j) for j in self.judge_info],
+            "judge_reliable_threshold": judges.RELIABLE_BALANCED_ACC,
+            "controls": {
+                "blur_sigma": controls.blur_sigma(max(self.real["A"].shape[-2:])),
+                "noise_std": controls.NOISE_STD,
+                "jpeg_quality": controls.JPEG_QUALITY,
+            }
+            if self.with_controls
+            else None,
         }
 
     def _features(self, images: torch.Tensor, desc: str) -> torch.Tensor:
@@ -249,102 +291,133 @@ class Evaluator:
             self.feature_net, images, self.device, self.batch_size, desc, self.progress
         )
 
-    def _domain_classifier(
-        self, key: str, limit: int | None, epochs: int
-    ) -> tuple[classifiers.SmallConvNet, dict[str, Any]]:
-        path = self.out_dir / "domain_classifier.pt"
-        cached = classifiers.load_cached(path, key, self.device)
-        if cached is not None:
-            net, info = cached
-            info.update(cached=True, path=str(path))
-            return net, info
-        train_a, train_b = build_domains(self.dataset_cfg, "train", self.channels)
-        side = classifiers.MAX_INPUT
-        xa = load_images(train_a, limit, "train A", self.progress, side)
-        xb = load_images(train_b, limit, "train B", self.progress, side)
-        x = torch.cat([xa, xb])
-        y = torch.tensor([0] * len(xa) + [1] * len(xb))
-        net = classifiers.train_classifier(
-            x, y, epochs=epochs, seed=self.seed, device=self.device, flip=True,
-            progress=self.progress, desc="domain classifier",
-        )  # fmt: skip
-        info = {
-            "train_images": {"A": len(xa), "B": len(xb)},
-            "train_acc": classifiers.accuracy(net, x, y, self.device),
-            "epochs": epochs,
-            "key": key,
-        }
-        save_cached(path, key, net, info)
-        info.update(cached=False, path=str(path))
-        return net, info
+    def _control_rates(self, src: str, tgt: str) -> dict[str, float]:
+        """Target rates of real source images: untranslated, and (with controls) degraded."""
+        judge, real, target = self.judges[0], self.real[src], LABEL[tgt]
+        rates = {"input_domain_acc": judge.target_rate(real, target)}
+        if self.with_controls:
+            for kind in controls.DEGRADATIONS:
+                degraded = controls.degrade(real, kind, seed=self.seed + LABEL[src])
+                rates[f"{kind}_domain_acc"] = judge.target_rate(degraded, target)
+        return rates
 
-    def run(
-        self, G_A: nn.Module, G_B: nn.Module
-    ) -> tuple[dict[str, float], dict[str, dict[str, torch.Tensor]]]:
-        """Translate both test sets and score them.
+    def score(
+        self,
+        direction: str,
+        fake: torch.Tensor,
+        *,
+        inputs: torch.Tensor | None = None,
+        truth: torch.Tensor | None = None,
+        rec: torch.Tensor | None = None,
+    ) -> dict[str, float]:
+        """Score one direction's translations against the real test images of the target domain.
+
+        Args:
+            direction: "AtoB" or "BtoA".
+            fake: (N, C, H, W) translations in [-1, 1], of the evaluator's image size.
+            inputs: (N, C, H, W) the input of each translation, when known: adds content_l1.
+            truth: (N, C, H, W) the true translation of each input (shapes): adds truth_*.
+            rec: (N, C, H, W) the reconstructions of `inputs` (needs both generators): adds
+                cycle_* and rec_domain_acc.
 
         Returns:
-            (flat metrics, images by direction: {"real", "fake", "rec"} (N, C, H, W) in [-1, 1]).
+            Flat metrics with the direction's suffix (cycle metrics: the source domain's).
         """
-        modes = [(net, net.training) for net in (G_A, G_B)]
-        G_A.eval()
-        G_B.eval()
-        try:
-            fake_b = _apply(G_A, self.real["A"], self.batch_size)  # G_A(A)
-            rec_a = _apply(G_B, fake_b, self.batch_size)  # G_B(G_A(A))
-            fake_a = _apply(G_B, self.real["B"], self.batch_size)  # G_B(B)
-            rec_b = _apply(G_A, fake_a, self.batch_size)  # G_A(G_B(B))
-        finally:
-            for net, mode in modes:
-                net.train(mode)
+        src, tgt = _domains(direction)
+        fake = quantize(fake)
+        judge = self.judges[0]
+        out: dict[str, float] = {}
+        feats = self._features(fake, f"features {direction}")
+        out[f"fid_{direction}"] = metrics.fid(self.real_features[tgt], feats)
+        kid, kid_std = metrics.kid(self.real_features[tgt], feats, seed=self.seed)
+        out[f"kid_{direction}"], out[f"kid_std_{direction}"] = kid, kid_std
+        pred = judge.predict(fake)
+        out[f"domain_acc_{direction}"] = (pred == LABEL[tgt]).float().mean().item()
+        for name, value in self.control_rates[direction].items():
+            out[f"{name}_{direction}"] = value
+        if self.with_controls:
+            pred2 = self.judges[1].predict(fake)
+            out[f"judge2_domain_acc_{direction}"] = (pred2 == LABEL[tgt]).float().mean().item()
+            out[f"judge_agreement_{direction}"] = (pred2 == pred).float().mean().item()
+        if self.c2st:
+            test = classifiers.two_sample_test(
+                self.real[tgt], fake, seed=self.seed + LABEL[src], epochs=self.c2st_epochs,
+                device=self.device, progress=self.progress, desc=f"C2ST {direction}",
+            )  # fmt: skip
+            out[f"c2st_acc_{direction}"] = test["acc"]
+            out[f"c2st_stderr_{direction}"] = test["stderr"]
+            out[f"c2st_pvalue_{direction}"] = test["p_value"]
+        if inputs is not None:
+            out[f"content_l1_{direction}"] = metrics.l1(fake, inputs).mean().item()
+        if rec is not None and inputs is not None:
+            rec = quantize(rec)
+            if self.with_controls:
+                out[f"rec_domain_acc_{direction}"] = judge.target_rate(rec, LABEL[tgt])
+            out[f"cycle_l1_{src}"] = metrics.l1(rec, inputs).mean().item()
+            out[f"cycle_psnr_{src}"] = metrics.psnr(rec, inputs).mean().item()
+            out[f"cycle_ssim_{src}"] = metrics.ssim(rec, inputs).mean().item()
+        if truth is not None and inputs is not None:
+            out[f"truth_l1_{direction}"] = metrics.l1(fake, truth).mean().item()
+            out[f"truth_psnr_{direction}"] = metrics.psnr(fake, truth).mean().item()
+            out[f"truth_ssim_{direction}"] = metrics.ssim(fake, truth).mean().item()
+            out[f"input_truth_l1_{direction}"] = metrics.l1(inputs, truth).mean().item()
+            out[f"input_truth_psnr_{direction}"] = metrics.psnr(inputs, truth).mean().item()
+            out[f"input_truth_ssim_{direction}"] = metrics.ssim(inputs, truth).mean().item()
+            out[f"shape_iou_{direction}"] = metrics.shape_iou(fake, truth).mean().item()
+            out[f"input_shape_iou_{direction}"] = metrics.shape_iou(inputs, truth).mean().item()
+            out[f"shape_change_{direction}"] = (
+                metrics.shape_change(inputs, fake, truth).mean().item()
+            )
+        return out
+
+    def run(
+        self, generators: Mapping[str, nn.Module]
+    ) -> tuple[dict[str, float], dict[str, dict[str, torch.Tensor]]]:
+        """Translate the test images of each direction's source domain and score them.
+
+        Args:
+            generators: {"AtoB": G_A, "BtoA": G_B}, or one of them. With both, each direction
+                also gets its reconstructions (the other generator applied to its output).
+
+        Returns:
+            (flat metrics, images by direction: {"real", "fake"[, "rec"]} (N, C, H, W) in [-1, 1]).
+        """
         out: dict[str, float] = {}
         images: dict[str, dict[str, torch.Tensor]] = {}
-        for (direction, src, tgt), fake, rec in zip(
-            DIRECTIONS, (fake_b, fake_a), (rec_a, rec_b), strict=True
-        ):
+        for direction, src, _ in DIRECTIONS:
+            if direction not in generators:
+                continue
             real = self.real[src]
-            images[direction] = {"real": real, "fake": fake, "rec": rec}
-            feats = self._features(fake, f"features {direction}")
-            out[f"fid_{direction}"] = metrics.fid(self.real_features[tgt], feats)
-            kid, kid_std = metrics.kid(self.real_features[tgt], feats, seed=self.seed)
-            out[f"kid_{direction}"], out[f"kid_std_{direction}"] = kid, kid_std
-            pred = classifiers.predict(self.classifier, fake, self.device)
-            out[f"domain_acc_{direction}"] = (pred == LABEL[tgt]).float().mean().item()
-            if self.c2st:
-                test = classifiers.two_sample_test(
-                    self.real[tgt], fake, seed=self.seed + LABEL[src], epochs=self.c2st_epochs,
-                    device=self.device, progress=self.progress, desc=f"C2ST {direction}",
-                )  # fmt: skip
-                out[f"c2st_acc_{direction}"] = test["acc"]
-                out[f"c2st_stderr_{direction}"] = test["stderr"]
-                out[f"c2st_pvalue_{direction}"] = test["p_value"]
-            out[f"cycle_l1_{src}"] = metrics.l1(rec, real).mean().item()
-            out[f"cycle_psnr_{src}"] = metrics.psnr(rec, real).mean().item()
-            out[f"cycle_ssim_{src}"] = metrics.ssim(rec, real).mean().item()
-            if self.truth:
-                truth = self.truth[src]
-                out[f"truth_l1_{direction}"] = metrics.l1(fake, truth).mean().item()
-                out[f"truth_psnr_{direction}"] = metrics.psnr(fake, truth).mean().item()
-                out[f"truth_ssim_{direction}"] = metrics.ssim(fake, truth).mean().item()
-                out[f"input_truth_l1_{direction}"] = metrics.l1(real, truth).mean().item()
-                out[f"input_truth_psnr_{direction}"] = metrics.psnr(real, truth).mean().item()
-                out[f"input_truth_ssim_{direction}"] = metrics.ssim(real, truth).mean().item()
-                out[f"shape_iou_{direction}"] = metrics.shape_iou(fake, truth).mean().item()
-                out[f"input_shape_iou_{direction}"] = metrics.shape_iou(real, truth).mean().item()
-                out[f"shape_change_{direction}"] = (
-                    metrics.shape_change(real, fake, truth).mean().item()
-                )
+            fake = apply(generators[direction], real, self.batch_size)
+            reverse = generators.get(_reverse(direction))
+            rec = apply(reverse, fake, self.batch_size) if reverse is not None else None
+            images[direction] = {"real": real, "fake": fake}
+            if rec is not None:
+                images[direction]["rec"] = rec
+            out.update(self.score(direction, fake, inputs=real, truth=self.truth.get(src), rec=rec))
         return out, images
 
-    def __call__(self, G_A: nn.Module, G_B: nn.Module) -> dict[str, float]:
-        """Flat metrics of G_A (A -> B) and G_B (B -> A); see the class docstring."""
-        return self.run(G_A, G_B)[0]
+    def __call__(self, G_A: nn.Module | None, G_B: nn.Module | None = None) -> dict[str, float]:
+        """Flat metrics of G_A (A -> B) and G_B (B -> A); see `run`."""
+        nets = {d: g for d, g in (("AtoB", G_A), ("BtoA", G_B)) if g is not None}
+        return self.run(nets)[0]
+
+
+def _domains(direction: str) -> tuple[str, str]:
+    for d, src, tgt in DIRECTIONS:
+        if d == direction:
+            return src, tgt
+    raise ConfigError(f"direction={direction} is unknown: choose AtoB or BtoA")
+
+
+def _reverse(direction: str) -> str:
+    return "BtoA" if direction == "AtoB" else "AtoB"
 
 
 class _Features(nn.Module):
-    """The domain classifier's penultimate layer as a feature network: (N, C, H, W) -> (N, D)."""
+    """A judge's penultimate layer as a feature network: (N, C, H, W) -> (N, D)."""
 
-    def __init__(self, net: classifiers.SmallConvNet) -> None:
+    def __init__(self, net: judges.JudgeNet) -> None:
         super().__init__()
         self.net = net
         self.num_features = net.num_features
@@ -353,12 +426,26 @@ class _Features(nn.Module):
         return self.net.features(images)
 
 
-def save_cached(path: Path, key: str, net: classifiers.SmallConvNet, info: dict) -> None:
-    """Cache the domain classifier (atomic write); a failure only costs a retrain next time."""
-    try:
-        classifiers.save_cached(path, key, net, info)
-    except GantransError as exc:
-        log.warning("could not cache the domain classifier: %s", exc)
+def checks(scores: Mapping[str, float], info: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Per direction: the reasons to distrust its domain figures (judge accuracy, controls)."""
+    out = {}
+    first = info["judges"][0]
+    for direction, src, tgt in DIRECTIONS:
+        if f"domain_acc_{direction}" not in scores:
+            continue
+        reasons = []
+        if not first["reliable"]:
+            reasons.append(
+                f"the judge's balanced accuracy on real test images is "
+                f"{100 * first['test_balanced_acc']:.1f}%, below "
+                f"{100 * info['judge_reliable_threshold']:.0f}%: its domain figures are not "
+                "reliable"
+            )
+        if f"input_domain_acc_{direction}" in scores:
+            n = info["test_images"][src]
+            reasons += controls.judge_checks(dict(scores), direction, tgt, n)
+        out[direction] = {"trustworthy": not reasons, "reasons": reasons}
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -383,8 +470,7 @@ def resolve_dataset(recorded: Mapping[str, Any] | None, cfg: DictConfig) -> dict
     override = to_plain(node) or {}
     if not recorded:
         raise ConfigError(
-            "the checkpoint records no dataset: pass dataset=shapes, or dataset=folder "
-            "dataset.root=DIR"
+            "no dataset is known: pass dataset=NAME (shapes, smiles, folder dataset.root=DIR, ...)"
         )
     unknown = sorted(set(override) - set(recorded))
     if unknown:
@@ -395,42 +481,198 @@ def resolve_dataset(recorded: Mapping[str, Any] | None, cfg: DictConfig) -> dict
     return {**recorded, **override}
 
 
-def evaluate_checkpoint(cfg: DictConfig) -> dict[str, Any]:
-    """Evaluate `cfg.ckpt` as `gantrans evaluate` does and write the reports; returns the report."""
-    from gantrans import eval_report
-    from gantrans.translate import load_generator
+def _evaluator(cfg: DictConfig, dataset: dict, channels: int, device: torch.device) -> Evaluator:
+    return Evaluator(
+        dataset, channels, device, cfg.features, cfg.max_images, cfg.seed,
+        inception_weights=cfg.inception_weights, fid_resize=cfg.fid_resize,
+        judge_max_images=cfg.judge_max_images, judge_epochs=cfg.judge_epochs,
+        judge_patience=cfg.judge_patience, c2st=cfg.c2st, c2st_epochs=cfg.c2st_epochs,
+        controls=cfg.controls, batch_size=cfg.batch_size, progress=cfg.progress,
+    )  # fmt: skip
 
+
+def _check_command(cfg: DictConfig) -> None:
     check_known_keys(cfg)
     if cfg.num_samples < 1:
         raise ConfigError(f"num_samples must be positive, got {cfg.num_samples}")
+    if cfg.fid_resize not in ("clean", "legacy"):
+        raise ConfigError(f"fid_resize={cfg.fid_resize} is unknown: choose clean or legacy")
+    if cfg.direction is not None:
+        _domains(cfg.direction)
+
+
+def evaluate_checkpoint(cfg: DictConfig) -> dict[str, Any]:
+    """Evaluate `cfg.ckpt` as `gantrans evaluate ckpt=...` does and write the reports."""
+    from gantrans.checkpoint import load_checkpoint
+    from gantrans.translate import load_generator
+
+    _check_command(cfg)
     device = resolve_device(cfg.device)
     ckpt_path = Path(cfg.ckpt)
     ckpt = load_checkpoint(ckpt_path)
     channels = int(ckpt["arch"]["generator"]["in_channels"])
     dataset = resolve_dataset((ckpt.get("config") or {}).get("dataset"), cfg)
     dataset["channels"] = channels
-    run_dir = run_dir_of(ckpt_path)
-    out_dir = Path(cfg.output_dir) if cfg.output_dir else run_dir / "eval"
-    G_A, _ = load_generator(ckpt_path, "AtoB", device)
-    G_B, _ = load_generator(ckpt_path, "BtoA", device)
-    evaluator = Evaluator(
-        dataset, channels, device, run_dir / "eval", cfg.features, cfg.max_images, cfg.seed,
-        inception_weights=cfg.inception_weights, classifier_max_images=cfg.classifier_max_images,
-        classifier_epochs=cfg.classifier_epochs, c2st_epochs=cfg.c2st_epochs,
-        batch_size=cfg.batch_size, progress=cfg.progress,
-    )  # fmt: skip
-    scores, images = evaluator.run(G_A, G_B)
+    out_dir = Path(cfg.output_dir) if cfg.output_dir else run_dir_of(ckpt_path) / "eval"
+    wanted = [cfg.direction] if cfg.direction else ["AtoB", "BtoA"]
+    # both generators whatever is asked: the reverse one gives the reconstructions
+    generators = {d: load_generator(ckpt_path, d, device)[0] for d in ("AtoB", "BtoA")}
+    evaluator = _evaluator(cfg, dataset, channels, device)
+    scores, images = evaluator.run(generators)
+    if cfg.direction:
+        keep = _suffixes(cfg.direction)
+        scores = {k: v for k, v in scores.items() if k.rsplit("_", 1)[1] in keep}
+        images = {d: v for d, v in images.items() if d in wanted}
+    source = {
+        "checkpoint": str(ckpt_path.resolve()),
+        "step": ckpt.get("step"),
+        "epoch": ckpt.get("epoch"),
+    }
+    return _report(cfg, evaluator, dataset, device, scores, images, source, {}, out_dir)
+
+
+def _suffixes(direction: str) -> tuple[str, str]:
+    src, _ = _domains(direction)
+    return (direction, src)  # fid_AtoB ..., and cycle_*_A
+
+
+def _read_translations(
+    folder: Path, evaluator: Evaluator, direction: str, limit: int | None, progress: bool
+) -> tuple[torch.Tensor, list[str], int]:
+    """The images of a folder at the evaluator's size: (N, C, H, W), their names, and how many
+    had to be resized."""
+    if not folder.is_dir():
+        raise DataError(f"translations={folder} is not a folder: point it at translated images")
+    files = list_images(folder)
+    if not files:
+        raise DataError(f"translations={folder} holds no images (.jpg, .png, .bmp, .webp)")
+    files = [files[i] for i in _spaced(len(files), limit)]
+    src, _ = _domains(direction)
+    side = tuple(evaluator.real[src].shape[-2:])
+    images, names, resized, bad = [], [], 0, []
+    for path in tqdm(files, desc="load translations", disable=not progress):
+        try:
+            image = pil_to_tensor(open_image(path, evaluator.channels))
+        except DataError:
+            bad.append(path.name)
+            continue
+        if tuple(image.shape[-2:]) != side:
+            image = F.interpolate(image[None], size=side, mode="bilinear", antialias=True)[0]
+            resized += 1
+        images.append(image)
+        names.append(path.name)
+    if bad:
+        log.warning("warning: %d unreadable file(s) in %s skipped: %s", len(bad), folder,
+                    ", ".join(bad[:5]))  # fmt: skip
+    if len(images) < MIN_TEST_IMAGES:
+        raise DataError(
+            f"translations={folder} has {len(images)} readable image(s): "
+            f"scoring needs at least {MIN_TEST_IMAGES}"
+        )
+    return torch.stack(images), names, resized
+
+
+def _pair_by_name(names: list[str], source_names: list[str]) -> list[int] | None:
+    """For each translation, the index of its input among the source test images, matched by
+    file name without extension; None unless every translation has one."""
+    index = {Path(n).stem: i for i, n in enumerate(source_names)}
+    found = [index.get(Path(n).stem) for n in names]
+    return None if any(i is None for i in found) else found  # type: ignore[return-value]
+
+
+def evaluate_folder(cfg: DictConfig) -> dict[str, Any]:
+    """Score a folder of translations as `gantrans evaluate translations=DIR` does."""
+    _check_command(cfg)
+    if cfg.direction is None:
+        raise ConfigError("translations=DIR needs direction=AtoB or direction=BtoA")
+    if cfg.ckpt is not None:
+        raise ConfigError("pass ckpt=PATH or translations=DIR, not both")
+    device = resolve_device(cfg.device)
+    dataset = resolve_dataset(None, cfg)
+    channels = int(dataset.get("channels", 3))
+    folder = Path(cfg.translations)
+    out_dir = Path(cfg.output_dir) if cfg.output_dir else Path("eval") / folder.resolve().name
+    evaluator = _evaluator(cfg, dataset, channels, device)
+    direction = cfg.direction
+    src, _ = _domains(direction)
+    fake, names, resized = _read_translations(
+        folder, evaluator, direction, cfg.max_images, cfg.progress
+    )
+    pairs = _pair_by_name(names, evaluator.names[src])
+    inputs = evaluator.real[src][pairs] if pairs is not None else None
+    truth = evaluator.truth[src][pairs] if pairs is not None and evaluator.truth else None
+    scores = evaluator.score(direction, fake, inputs=inputs, truth=truth)
+    not_computed = {
+        f"{name}_{src if name.startswith('cycle_') else direction}": (
+            "needs the generators (reconstructions): a folder of translations has none"
+        )
+        for name in NEEDS_GENERATOR
+    }
+    if pairs is None:
+        for name in NEEDS_PAIRS:
+            if name == "content_l1" or evaluator.truth:
+                not_computed[f"{name}_{direction}"] = (
+                    "needs each translation's input: name the files as the test images of the "
+                    "source domain (export them with export_inputs=DIR)"
+                )
+    images = {direction: {"fake": fake[: cfg.num_samples]}}
+    if inputs is not None:
+        images[direction]["real"] = inputs[: cfg.num_samples]
+    source = {
+        "translations": str(folder.resolve()),
+        "images": len(names),
+        "resized": resized,
+        "paired_with_inputs": pairs is not None,
+    }
+    return _report(cfg, evaluator, dataset, device, scores, images, source, not_computed, out_dir)
+
+
+def export_inputs(cfg: DictConfig) -> Path:
+    """Write the source domain's test images (as the judges see them) into cfg.export_inputs."""
+    from gantrans.data import tensor_to_pil
+
+    _check_command(cfg)
+    if cfg.direction is None:
+        raise ConfigError("export_inputs=DIR needs direction=AtoB or direction=BtoA")
+    dataset = resolve_dataset(None, cfg)
+    channels = int(dataset.get("channels", 3))
+    src, _ = _domains(cfg.direction)
+    test = build_domains(dataset, "test", channels)[LABEL[src]]
+    out = Path(cfg.export_inputs)
+    out.mkdir(parents=True, exist_ok=True)
+    indices = _spaced(len(test), cfg.max_images)
+    for i in tqdm(indices, desc=f"export test {src}", disable=not cfg.progress):
+        name = Path(test.name(i)).stem + ".png"  # lossless: the judge sees exactly these
+        tmp = out / f".{name}.part"
+        tensor_to_pil(test.load(i)).save(tmp, format="PNG")
+        tmp.replace(out / name)
+    log.info("wrote %d test image(s) of domain %s to %s", len(indices), src, out)
+    return out
+
+
+def _report(
+    cfg: DictConfig,
+    evaluator: Evaluator,
+    dataset: dict,
+    device: torch.device,
+    scores: dict[str, float],
+    images: dict[str, dict[str, torch.Tensor]],
+    source: dict[str, Any],
+    not_computed: dict[str, str],
+    out_dir: Path,
+) -> dict[str, Any]:
+    from gantrans import eval_report
+
+    info = evaluator.info
     report = {
         "gantrans_version": __version__,
-        "checkpoint": {
-            "path": str(ckpt_path.resolve()),
-            "step": ckpt.get("step"),
-            "epoch": ckpt.get("epoch"),
-        },
+        "source": source,
         "dataset": dataset,
-        "settings": {**evaluator.info, "device": str(device)},
+        "settings": {**info, "device": str(device)},
         "metrics": scores,
         "lower_is_better": {k: LOWER_IS_BETTER[k] for k in scores},
+        "checks": checks(scores, info),
+        "not_computed": not_computed,
     }
     eval_report.write(out_dir, report, images, cfg.num_samples)
     for line in eval_report.summary(report):
@@ -441,4 +683,27 @@ def evaluate_checkpoint(cfg: DictConfig) -> dict[str, Any]:
 
 def main(cfg: DictConfig) -> None:
     """Entry point of `gantrans evaluate`."""
-    evaluate_checkpoint(cfg)
+    if cfg.export_inputs is not None:
+        export_inputs(cfg)
+    elif cfg.translations is not None:
+        evaluate_folder(cfg)
+    elif cfg.ckpt is not None:
+        evaluate_checkpoint(cfg)
+    else:
+        raise ConfigError(
+            "pass ckpt=PATH (a checkpoint) or translations=DIR dataset=NAME direction=AtoB|BtoA "
+            "(a folder of translated images)"
+        )
+
+
+__all__ = [
+    "Evaluator",
+    "LOWER_IS_BETTER",
+    "apply",
+    "checks",
+    "evaluate_checkpoint",
+    "evaluate_folder",
+    "export_inputs",
+    "quantize",
+    "run_dir_of",
+]

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torchmetrics.functional.image import structural_similarity_index_measure
 from torchmetrics.image.fid import FrechetInceptionDistance
@@ -17,6 +18,7 @@ from tqdm import tqdm
 
 from gantrans.errors import GantransError
 
+INCEPTION_SIZE = 299  # the side Inception-v3 takes
 KID_SUBSETS = 100  # random subsets averaged by KID
 KID_MAX_SUBSET = 1000  # the usual subset size; smaller test sets use all their images per subset
 
@@ -110,15 +112,22 @@ def inception_weights_file() -> tuple[str, Path]:
 
 
 class InceptionFeatures(nn.Module):
-    """The standard FID Inception-v3 (torch-fidelity's, TF-compatible resize): pool3, 2048 values.
+    """The standard FID Inception-v3 (torch-fidelity's weights): pool3, 2048 values.
 
-    Takes (N, C, H, W) floats in [-1, 1] (C = 1 or 3) and returns (N, 2048) float32.
+    Takes (N, C, H, W) floats in [-1, 1] (C = 1 or 3), quantised to 8 bits, resized to 299 px
+    (`resize`: "clean" = antialiased bicubic as clean-fid; "legacy" = torch-fidelity's
+    TensorFlow-1 bilinear, as the original FID code), and returns (N, 2048) float32.
     """
 
     num_features = 2048
 
-    def __init__(self, weights_path: str | Path | None = None, progress: bool = True) -> None:
+    def __init__(
+        self, weights_path: str | Path | None = None, progress: bool = True, resize: str = "clean"
+    ) -> None:
         super().__init__()
+        if resize not in ("clean", "legacy"):
+            raise ValueError(f"resize must be clean or legacy, got {resize!r}")
+        self.resize = resize
         from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
         url, cached = inception_weights_file()
@@ -152,7 +161,17 @@ class InceptionFeatures(nn.Module):
             ) from None
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        (features,) = self.net(to_uint8_rgb(images))  # (N, 2048)
+        x = to_uint8_rgb(images)  # (N, 3, H, W) uint8: quantised first, as clean-fid advises
+        if self.resize == "clean" and x.shape[-2:] != (INCEPTION_SIZE, INCEPTION_SIZE):
+            # clean-fid's resize: antialiased bicubic on the 8-bit values, as PIL does. The
+            # network takes uint8, so the result is rounded again (at most half a grey level;
+            # clean-fid keeps it in float). "legacy" leaves the resize to torch-fidelity's
+            # TensorFlow-1 bilinear, which aliases but matches the original FID code.
+            x = F.interpolate(
+                x.float(), size=(INCEPTION_SIZE, INCEPTION_SIZE), mode="bicubic", antialias=True
+            )
+            x = x.round().clamp(0, 255).to(torch.uint8)
+        (features,) = self.net(x)  # (N, 2048)
         return features.float()
 
 

@@ -2,7 +2,8 @@
 
 The files are the generators the pytorch-CycleGAN-and-pix2pix authors publish (the list of
 their ``scripts/download_cyclegan_model.sh``); each holds one direction, e.g. ``horse2zebra``.
-They are cached in ``$GANTRANS_CACHE`` (default ``~/.cache/gantrans/pretrained``) and fetched
+They are cached in ``$GANTRANS_CACHE/pretrained`` (default ``~/.cache/gantrans/pretrained``;
+a file placed directly in ``$GANTRANS_CACHE``, where older versions kept them, is used too) and fetched
 from ``$GANTRANS_PRETRAINED_URL/NAME.pth`` (default: the authors' server).
 """
 
@@ -17,6 +18,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from gantrans.cache import CACHE_ENV, cache_root
 from gantrans.errors import CheckpointError
 
 log = logging.getLogger("gantrans")
@@ -24,7 +26,6 @@ log = logging.getLogger("gantrans")
 PREFIX = "pretrained:"
 DEFAULT_URL = "http://efrosgans.eecs.berkeley.edu/cyclegan/pretrained_models"
 URL_ENV = "GANTRANS_PRETRAINED_URL"
-CACHE_ENV = "GANTRANS_CACHE"
 TIMEOUT_S = 60.0
 MODELS = (
     "apple2orange",
@@ -70,9 +71,8 @@ def reverse_of(name: str) -> str | None:
 
 
 def cache_dir() -> Path:
-    """Where downloaded models are kept: ``$GANTRANS_CACHE`` or ``~/.cache/gantrans/pretrained``."""
-    env = os.environ.get(CACHE_ENV)
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "gantrans" / "pretrained"
+    """Where downloaded models are kept: ``$GANTRANS_CACHE/pretrained`` (~/.cache/gantrans/...)."""
+    return cache_root() / "pretrained"
 
 
 def model_url(name: str) -> str:
@@ -130,8 +130,9 @@ def fetch(name: str, progress: bool = True) -> Path:
             f"unknown pretrained model {name!r}: choose one of {', '.join(MODELS)}"
         )
     dest = cache_dir() / f"{name}.pth"
-    if dest.is_file() and dest.stat().st_size > 0:
-        return dest
+    for path in (dest, cache_root() / f"{name}.pth"):  # the second: where older versions kept it
+        if path.is_file() and path.stat().st_size > 0:
+            return path
     url = model_url(name)
     hint = f"download {url} by hand and save it as {dest}"
     try:

@@ -37,22 +37,27 @@ class RunningMeans:
         self.counts.clear()
 
 
-def cycle_grid(real: torch.Tensor, fake: torch.Tensor, rec: torch.Tensor) -> torch.Tensor:
-    """Three rows -- inputs, translations, reconstructions -- as one (3, H, W) image in [0, 1].
+def image_rows(rows: list[torch.Tensor]) -> torch.Tensor:
+    """Rows of images (one column per sample) as one (3, H, W) image in [0, 1].
 
     Images smaller than MIN_TILE pixels are enlarged by an integer factor so they stay legible.
 
     Args:
-        real, fake, rec: (N, C, H, W) in [-1, 1]; one column per sample.
+        rows: Tensors (N, C, H, W) in [-1, 1] of the same shape, e.g. inputs, translations.
     """
-    images = torch.cat([real, fake, rec]).detach().float().cpu()
+    images = torch.cat([r.detach().float().cpu() for r in rows])
     if images.shape[1] == 1:
         images = images.repeat(1, 3, 1, 1)
     images = (images.clamp(-1, 1) + 1) / 2
     scale = max(1, MIN_TILE // max(images.shape[-2:]))
     if scale > 1:  # small images (32 px shapes, 64 px faces) are unreadable at their own size
         images = F.interpolate(images, scale_factor=scale, mode="nearest")
-    return make_grid(images, nrow=real.shape[0], padding=2, pad_value=1.0)
+    return make_grid(images, nrow=rows[0].shape[0], padding=2, pad_value=1.0)
+
+
+def cycle_grid(real: torch.Tensor, fake: torch.Tensor, rec: torch.Tensor) -> torch.Tensor:
+    """Three rows -- inputs, translations, reconstructions -- as one (3, H, W) image in [0, 1]."""
+    return image_rows([real, fake, rec])
 
 
 class Reporter:

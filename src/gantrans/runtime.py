@@ -33,6 +33,29 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+def bf16_supported(device: torch.device | str) -> bool:
+    """Whether `device` runs bfloat16 natively: a CPU with AVX-512 BF16 or AMX, or a GPU with bf16.
+
+    Elsewhere bf16 autocast still works, but emulated and slower than fp32.
+    """
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        try:
+            return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        except (AttributeError, RuntimeError):  # a build without oneDNN
+            return False
+    return False
+
+
+def resolve_precision(device: torch.device, precision: str) -> str:
+    """`auto` becomes bf16 where `device` runs it natively (see bf16_supported), else fp32."""
+    if precision == "auto":
+        return "bf16" if bf16_supported(device) else "fp32"
+    return precision
+
+
 def check_precision(device: torch.device, precision: str) -> None:
     """Raise ConfigError if `precision` cannot run on `device`.
 

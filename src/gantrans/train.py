@@ -36,7 +36,7 @@ from gantrans.distributed import DistInfo
 from gantrans.errors import CheckpointError, ConfigError, GantransError
 from gantrans.image_pool import ImagePool
 from gantrans.reporting import Reporter, RunningMeans, cycle_grid
-from gantrans.runtime import autocast, check_precision, resolve_device
+from gantrans.runtime import autocast, check_precision, resolve_device, resolve_precision
 
 log = logging.getLogger("gantrans")
 
@@ -342,6 +342,7 @@ def train(
     """
     di = dist_info or DistInfo()
     dev = resolve_device(device)
+    precision = resolve_precision(dev, precision)
     check_precision(dev, precision)
     if di.enabled and dev.type == "cuda":
         dev = torch.device("cuda", di.local_rank)  # one GPU per process
@@ -439,11 +440,12 @@ def train(
     diag = Diagnostics(gan_mode=loss["name"]) if diagnostics and di.is_main else None
     evaluator = None
     if eval_every and di.is_main:
-        from gantrans.evaluate import LOWER_IS_BETTER, Evaluator
+        from gantrans.evaluate import Evaluator
+        from gantrans.metric_names import LOWER_IS_BETTER
 
         evaluator = Evaluator(
-            dataset, channels, dev, run_dir / "eval", features=eval_features,
-            max_images=eval_max_images, seed=seed, c2st=eval_c2st,
+            dataset, channels, dev, features=eval_features, max_images=eval_max_images,
+            seed=seed, c2st=eval_c2st, progress=progress,
         )  # fmt: skip
 
     def evaluate_and_keep_best() -> None:
@@ -451,14 +453,18 @@ def train(
         improved = False
         if evaluator is not None:
             scores = evaluator(net.G_A, net.G_B)
-            reporter.scalars(st.step, scores, "eval")
+            judge_acc = evaluator.judge_info[0]["test_balanced_acc"]
+            reporter.scalars(st.step, {**scores, "judge_balanced_acc": judge_acc}, "eval")
             value = scores[eval_metric]
             lower = LOWER_IS_BETTER[eval_metric]
             best = st.best["value"] if st.best else None
             improved = best is None or (value < best if lower else value > best)
             log.info(
-                "evaluation at step %d: %s = %.4g%s", st.step, eval_metric, value,
+                "evaluation at step %d: %s = %.4g%s; classified as the target: A->B %.1f%%, "
+                "B->A %.1f%% (judge: %.1f%% balanced accuracy on real test images)",
+                st.step, eval_metric, value,
                 " (best so far)" if improved else f" (best {best:.4g})",
+                100 * scores["domain_acc_AtoB"], 100 * scores["domain_acc_BtoA"], 100 * judge_acc,
             )  # fmt: skip
             if improved:
                 st.best = {"metric": eval_metric, "value": value, "step": st.step}

@@ -21,7 +21,7 @@ from gantrans.errors import CheckpointError, GantransError
 from gantrans.models import build_generator, size_multiple
 from gantrans.pretrained import PREFIX, fetch, is_pretrained, reverse_of
 from gantrans.reference import EXPECTED, describe, is_reference_state_dict, load_reference
-from gantrans.runtime import autocast, check_precision, resolve_device
+from gantrans.runtime import autocast, check_precision, resolve_device, resolve_precision
 
 log = logging.getLogger("gantrans")
 
@@ -132,6 +132,7 @@ def translate_folder(
         (output folder, number of images written, messages for the files that failed).
     """
     dev = resolve_device(device)
+    precision = resolve_precision(dev, precision)
     check_precision(dev, precision)
     net, arch = load_generator(ckpt, direction, dev, progress=progress)
     input_dir = Path(input_dir)

@@ -1,0 +1,61 @@
+"""The names of the evaluation metrics and which way is better: one table for every command."""
+
+from __future__ import annotations
+
+DIRECTIONS = (("AtoB", "A", "B"), ("BtoA", "B", "A"))
+"""(direction, source domain, target domain)."""
+
+# metric name (without its _AtoB / _BtoA / _A / _B suffix) -> lower is better
+_LOWER = {
+    "fid": True,
+    "kid": True,
+    "kid_std": True,
+    "domain_acc": False,  # share of translations the judge puts in the target domain
+    "judge2_domain_acc": False,  # the same by the second judge (another architecture and seed)
+    "judge_agreement": False,  # share of translations both judges put in the same domain
+    # controls: images that stay in the source domain; a judge that is not fooled keeps them low
+    "input_domain_acc": True,  # the untranslated inputs
+    "rec_domain_acc": True,  # the cycle reconstructions
+    "blur_domain_acc": True,  # real inputs, blurred
+    "noise_domain_acc": True,  # real inputs with Gaussian noise
+    "jpeg_domain_acc": True,  # real inputs, JPEG-compressed
+    "content_l1": True,  # mean |translation - input|: how much of the input changed
+    "c2st_acc": True,  # 0.5 = indistinguishable from real; higher = easier to tell apart
+    "c2st_stderr": True,
+    "c2st_pvalue": False,  # large = no evidence the translations differ from real images
+    "cycle_l1": True,
+    "cycle_psnr": False,
+    "cycle_ssim": False,
+    "truth_l1": True,
+    "truth_psnr": False,
+    "truth_ssim": False,
+    "input_truth_l1": True,  # baselines: the untranslated input against the truth
+    "input_truth_psnr": False,
+    "input_truth_ssim": False,
+    "shape_change": False,
+    "shape_iou": False,  # footprint of the drawn shape versus the true one, colour aside
+    "input_shape_iou": False,
+}
+NEEDS_GENERATOR = ("rec_domain_acc", "cycle_l1", "cycle_psnr", "cycle_ssim")
+"""Metrics that run the generators (reconstructions): a folder of translations has none."""
+NEEDS_PAIRS = (
+    "content_l1", "truth_l1", "truth_psnr", "truth_ssim", "input_truth_l1", "input_truth_psnr",
+    "input_truth_ssim", "shape_change", "shape_iou", "input_shape_iou",
+)  # fmt: skip
+"""Metrics that compare each translation with its own input (or its input's true translation)."""
+
+
+def metric_suffixes(name: str) -> tuple[str, str]:
+    """The suffixes a metric takes: domains (A, B) for the cycle metrics, else directions."""
+    return ("A", "B") if name.startswith("cycle_") else ("AtoB", "BtoA")
+
+
+LOWER_IS_BETTER: dict[str, bool] = {
+    f"{name}_{suffix}": lower for name, lower in _LOWER.items() for suffix in metric_suffixes(name)
+}
+"""Every metric name an evaluation can report -> True when a lower value is better."""
+
+
+def base_name(metric: str) -> str:
+    """The metric's name without its direction or domain suffix: fid_AtoB -> fid."""
+    return metric.rsplit("_", 1)[0]
