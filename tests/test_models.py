@@ -396,3 +396,28 @@ def test_extra_keys_ignored_and_dictconfig_accepted() -> None:
         build_discriminator({"name": "pixel", "in_channels": 1, "ndf": 4, "norm": "none"}),
         PixelDiscriminator,
     )
+
+
+def test_resnet_input_skip_feeds_the_input_to_the_last_convolution():
+    from gantrans.models import build_generator
+
+    arch = {"name": "resnet", "in_channels": 3, "out_channels": 3, "ngf": 4, "norm": "instance",
+            "dropout": False, "n_blocks": 1}  # fmt: skip
+    plain, skip = build_generator(arch), build_generator({**arch, "input_skip": True})
+    assert skip.model[-2].in_channels == plain.model[-2].in_channels + 3
+    assert [k for k in plain.state_dict()] == [k for k in skip.state_dict()]  # same layout
+    x = torch.rand(2, 3, 16, 16) * 2 - 1
+    assert skip(x).shape == x.shape
+    # the skip carries the absolute level that instance norm removes from the features
+    assert not torch.allclose(skip(x), skip(x + 0.5))
+    assert torch.allclose(plain(x), plain(x + 0.5), atol=1e-5)
+
+
+def test_old_checkpoints_without_input_skip_are_the_same_architecture():
+    from gantrans.train import same_arch
+
+    gen = {"name": "resnet", "n_blocks": 6}
+    assert same_arch({"generator": gen, "discriminator": {}},
+                     {"generator": {**gen, "input_skip": False}, "discriminator": {}})  # fmt: skip
+    assert not same_arch({"generator": gen, "discriminator": {}},
+                         {"generator": {**gen, "input_skip": True}, "discriminator": {}})  # fmt: skip

@@ -152,6 +152,7 @@ class ResnetGeneratorConfig(GeneratorConfig):
     name: str = "resnet"
     n_blocks: int = 9
     padding_type: PaddingType = PaddingType.reflect
+    input_skip: bool = False  # also feed the input to the last convolution (keeps colours)
 
 
 @dataclass

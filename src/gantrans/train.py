@@ -129,6 +129,22 @@ def _log_grids(
     model.train(was_training)
 
 
+OPTIONAL_ARCH_KEYS = {"input_skip": False}
+"""Architecture keys added after checkpoints without them were written, with the value those
+checkpoints mean."""
+
+
+def same_arch(a: dict, b: dict) -> bool:
+    """Whether two recorded architectures are the same, reading a missing optional key as its
+    default (so checkpoints written before the key existed still resume)."""
+
+    def full(arch: dict) -> dict:
+        return {part: {**OPTIONAL_ARCH_KEYS, **spec} if part == "generator" else spec
+                for part, spec in arch.items()}  # fmt: skip
+
+    return full(a) == full(b)
+
+
 @dataclass
 class TrainState:
     """Everything a checkpoint captures, and how to write it out and read it back."""
@@ -178,7 +194,7 @@ class TrainState:
         }
 
     def load_state_dict(self, ckpt: dict, path: Path) -> None:
-        if ckpt["arch"] != self.arch():
+        if not same_arch(ckpt["arch"], self.arch()):
             raise CheckpointError(
                 f"{path} was trained with another architecture ({ckpt['arch']['generator']}): "
                 "resume with the model/discriminator/dataset options it was trained with"

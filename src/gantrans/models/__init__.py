@@ -101,7 +101,8 @@ def build_generator(arch: Mapping[str, Any]) -> nn.Module:
             ``name`` (``"resnet"`` | ``"unet"``), ``in_channels``, ``out_channels``, ``ngf``,
             ``norm`` (``"instance"`` | ``"batch"`` | ``"none"``), ``dropout`` (bool);
             for ``resnet`` also ``n_blocks`` and optionally ``padding_type``
-            (``"reflect"`` (default) | ``"replicate"`` | ``"zero"``);
+            (``"reflect"`` (default) | ``"replicate"`` | ``"zero"``) and ``input_skip``
+            (bool, default false: see ResnetGenerator);
             for ``unet`` also ``num_downs`` (>= 5; 7 = unet128, 8 = unet256).
 
     Returns:
@@ -128,6 +129,7 @@ def build_generator(arch: Mapping[str, Any]) -> nn.Module:
             use_dropout=dropout,
             n_blocks=_get_int(arch, "n_blocks", what, 0),
             padding_type=_get_choice(arch, "padding_type", what, PADDING_TYPES, "reflect"),
+            input_skip=bool(arch.get("input_skip", False)),
         )
     return UnetGenerator(
         in_channels,

@@ -157,6 +157,7 @@ class ResnetGenerator(nn.Module):
         use_dropout: bool = False,
         n_blocks: int = 9,
         padding_type: str = "reflect",
+        input_skip: bool = False,
     ) -> None:
         """Build the generator.
 
@@ -169,6 +170,11 @@ class ResnetGenerator(nn.Module):
             n_blocks: Number of residual blocks (6 for 128x128, 9 for 256x256 in the paper).
             padding_type: Padding inside residual blocks: ``"reflect"``, ``"replicate"``,
                 ``"zero"``.
+            input_skip: Also give the input image to the last 7x7 convolution (concatenated
+                to its features). Normalisation layers throw away each image's absolute
+                colour and brightness; the skip hands them back where the output is made,
+                so what should not change (a background, a colour) can be copied. Off in
+                the reference layout (its published weights have no such input).
         """
         if n_blocks < 0:
             raise ValueError(f"n_blocks must be >= 0, got {n_blocks}")
@@ -234,9 +240,10 @@ class ResnetGenerator(nn.Module):
             ]
 
         # (N, ngf, H, W) -> (N, output_nc, H, W) in [-1, 1]. This conv always has a bias.
+        self.input_skip = input_skip
         layers += [
             nn.ReflectionPad2d(3),
-            nn.Conv2d(ngf, output_nc, kernel_size=7, padding=0),
+            nn.Conv2d(ngf + (input_nc if input_skip else 0), output_nc, kernel_size=7, padding=0),
             nn.Tanh(),
         ]
         self.model = nn.Sequential(*layers)
@@ -250,7 +257,10 @@ class ResnetGenerator(nn.Module):
         Returns:
             Images, shape (N, output_nc, H, W) in [-1, 1].
         """
-        return self.model(x)
+        if not self.input_skip:
+            return self.model(x)
+        features = self.model[:-3](x)  # (N, ngf, H, W)
+        return self.model[-3:](torch.cat([features, x], 1))  # last pad, conv, tanh
 
 
 class UnetSkipConnectionBlock(nn.Module):
