@@ -35,12 +35,22 @@ def test_groups_ship_the_documented_options():
 
 
 def test_paper_defaults():
-    cfg = compose_train([])
+    cfg = compose_train(["dataset=folder", "dataset.root=/data"])  # no recipe for this set
     assert cfg.loss.name == "lsgan"
     assert cfg.loss.lambda_cycle == 10.0 and cfg.loss.lambda_identity == 0.5
     assert cfg.train.lr == 2e-4 and (cfg.train.beta1, cfg.train.beta2) == (0.5, 0.999)
     assert cfg.train.pool_size == 50 and cfg.model.init_gain == 0.02
     assert cfg.model.norm == "instance" and cfg.discriminator.n_layers == 3
+
+
+def test_recipes_apply_per_dataset_and_per_dataset_and_generator():
+    default = compose_train([])  # shapes + resnet6: both recipe files
+    assert default.model.ngf == 32 and default.loss.lambda_identity == 1.0
+    assert default.model.input_skip is True
+    assert compose_train(["model=resnet9"]).model.input_skip is False  # shapes.yaml only
+    unet = compose_train(["model=unet128"])
+    assert unet.model.ngf == 32 and "input_skip" not in unet.model
+    assert compose_train(["dataset=smiles"]).model.input_skip is False
 
 
 @pytest.mark.parametrize(

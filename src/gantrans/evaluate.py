@@ -209,7 +209,9 @@ class Evaluator:
                 self.truth[d] = quantize(truth)
 
         if judge_set is None:
-            train_a, train_b = build_domains(self.dataset_cfg, "train", channels)
+            # every training image: balancing is a choice of how training samples them
+            judge_data = {**self.dataset_cfg, "balance": False}
+            train_a, train_b = build_domains(judge_data, "train", channels)
             identity = {
                 "dataset": judges.dataset_identity(self.dataset_cfg),
                 "channels": channels,
