@@ -140,7 +140,7 @@ def test_unreadable_image_is_reported_and_the_rest_translated(
             "progress=false",
         )
     )
-    assert "2 image(s) could not be read" in line and "broken.png" in line and "empty.jpg" in line
+    assert "2 file(s) could not be read" in line and "broken.png" in line and "empty.jpg" in line
     assert len(list(out.iterdir())) == 7
 
 
@@ -194,8 +194,9 @@ def test_missing_input_and_checkpoint(gantrans, tiny_ckpt, tmp_path):
     assert "holds no images" in one_line_error(
         gantrans("translate", f"ckpt={tiny_ckpt}", f"input_dir={empty}")
     )
+    write_image(tmp_path / "images" / "a.png", (8, 8))
     assert "does not exist" in one_line_error(
-        gantrans("translate", f"ckpt={tmp_path / 'x.pt'}", f"input_dir={empty}")
+        gantrans("translate", f"ckpt={tmp_path / 'x.pt'}", f"input_dir={tmp_path / 'images'}")
     )
     assert "ckpt" in one_line_error(gantrans("translate", f"input_dir={empty}"))
 

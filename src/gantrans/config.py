@@ -254,13 +254,28 @@ class TrainConfig:
 @dataclass
 class TranslateConfig:
     ckpt: str = MISSING
-    input_dir: str = MISSING
-    output_dir: str | None = None  # default: translated/<input folder name>_<direction>
+    input: str | None = None  # an image, a video, or a folder of images and videos
+    input_dir: str | None = None  # the same as input= (a folder)
+    output: str | None = None  # a file for one input, else a folder
+    output_dir: str | None = None  # the same as output= (default: translated/<input>_<direction>)
     direction: Direction = Direction.AtoB
     batch_size: int = 8
     device: str = "auto"
     precision: Precision = Precision.fp32
     progress: bool = True
+    # large images: auto (tiles only where the whole image would not fit), off, or a side in px
+    tile: str = "auto"
+    overlap: int = 64  # pixels shared by neighbouring tiles, cross-faded
+    blend: str = "smooth"  # smooth (sin^2 cross-fade) | none (cut in the middle of the overlap)
+    tile_stats: str = "image"  # instance-norm statistics: image (downscaled whole) | sampled | tile
+    stats_pixels: int = 1048576  # pixels of the one pass that gathers those statistics
+    max_pixels: int | None = None  # tile=auto: the most pixels one pass may take
+    memory_gb: float | None = None  # tile=auto: memory budget (default from free GPU memory / RAM)
+    output_bit_depth: str = "same"  # 8 | 16 | same (16-bit and float grayscale stay deep)
+    value_range: Any = "auto"  # what maps to [-1, 1]: auto | dtype | image | [lo, hi]
+    video_codec: str | None = None  # default libx264 (.webm: libvpx-vp9, .avi: mpeg4)
+    video_crf: int | None = None  # encoder quality, lower is better (default 18)
+    temporal_smoothing: float = 0.0  # 0..<1: blend still regions with the previous output
 
 
 @dataclass
