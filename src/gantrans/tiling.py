@@ -41,7 +41,7 @@ class Tiling:
     tile: int
     overlap: int = 64
     blend: str = "smooth"
-    stats: str = "image"
+    stats: str = "sampled"
     stats_pixels: int = 1024 * 1024
     batch_size: int = 4
 

@@ -272,7 +272,7 @@ def translate_folder(
     tile: str | int = "auto",
     overlap: int = 64,
     blend: str = "smooth",
-    tile_stats: str = "image",
+    tile_stats: str = "sampled",
     stats_pixels: int = 1024 * 1024,
     max_pixels: int | None = None,
     memory_gb: float | None = None,
