@@ -29,7 +29,7 @@ from PIL import Image, ImageDraw
 from gantrans.applying import ApplyOptions, Translator
 from gantrans.data.pixels import read_picture
 from gantrans.runtime import resolve_precision
-from gantrans.tiling import Tiling, tile_starts
+from gantrans.tiling import Tiling, tile_spans
 from gantrans.translate import load_generator
 
 
@@ -51,26 +51,25 @@ def shapes_scene(width: int, height: int, seed: int = 0) -> Image.Image:
     return img
 
 
-def border_mask(h: int, w: int, tile: int, overlap: int) -> torch.Tensor:
-    """(H, W) bool: True in the bands where neighbouring tiles overlap."""
+def border_mask(h: int, w: int, tile: int, overlap: int, align: int) -> torch.Tensor:
+    """(H, W) bool: True in the bands where neighbouring tiles overlap (a line where they
+    only touch)."""
     mask = torch.zeros(h, w, dtype=torch.bool)
     for length, axis in ((h, 0), (w, 1)):
-        size = min(tile, length)
-        starts = tile_starts(length, size, overlap)
-        for a, b in zip(starts, starts[1:], strict=False):
-            lo, hi = b, max(a + size, b + 1)  # overlap [b, a + size); at least one line
+        spans = tile_spans(length, tile, overlap, align)
+        for (_, end), (start, _) in zip(spans, spans[1:], strict=False):
+            band = slice(start, max(end, start + 1))
             if axis == 0:
-                mask[lo:hi] = True
+                mask[band] = True
             else:
-                mask[:, lo:hi] = True
+                mask[:, band] = True
     return mask
 
 
-def cut_lines(length: int, tile: int, overlap: int) -> list[int]:
+def cut_lines(length: int, tile: int, overlap: int, align: int) -> list[int]:
     """Where the hard cut of blend=none falls between neighbouring tiles."""
-    size = min(tile, length)
-    starts = tile_starts(length, size, overlap)
-    return [b + (a + size - b) // 2 for a, b in zip(starts, starts[1:], strict=False)]
+    spans = tile_spans(length, tile, overlap, align)
+    return [s + (e - s) // 2 for (_, e), (s, _) in zip(spans, spans[1:], strict=False)]
 
 
 def step(img: torch.Tensor, cuts_y: list[int], cuts_x: list[int]) -> float:
@@ -101,7 +100,8 @@ def seams(args: argparse.Namespace) -> dict:
     started = time.perf_counter()
     whole = base.whole(to_unit(picture.pixels)[None])[0]  # (C, H, W) in [-1, 1]
     rows = [{"variant": "whole image", "seconds": round(time.perf_counter() - started, 2)}]
-    band = border_mask(h, w, args.tile, args.overlap)
+    m = base.multiple
+    band = border_mask(h, w, args.tile, args.overlap, m)
     variants = [("no overlap", 0, "none", "tile")]
     variants += [
         (f"overlap {args.overlap}, blend={b}, tile_stats={s}", args.overlap, b, s)
@@ -115,9 +115,8 @@ def seams(args: argparse.Namespace) -> dict:
         base.tiled(picture.pixels, to_unit, out, lambda u: u, tiling)
         seconds = time.perf_counter() - started
         diff = (out - whole).abs().amax(dim=0) * 127.5  # (H, W) in levels
-        cy = cut_lines(h, args.tile, overlap)
-        cx = cut_lines(w, args.tile, overlap)
-        mask = band if overlap else border_mask(h, w, args.tile, 0) | _lines(h, w, cy, cx)
+        cy, cx = cut_lines(h, args.tile, overlap, m), cut_lines(w, args.tile, overlap, m)
+        mask = band if overlap else _lines(h, w, cy, cx)
         rows.append(
             {
                 "variant": name,

@@ -77,6 +77,7 @@ class Plan:
 
     tiling: Tiling | None
     batch: int
+    align: int = 1  # tile starts are multiples of this (the network's size multiple)
 
 
 class Translator:
@@ -104,6 +105,15 @@ class Translator:
         self.multiple = size_multiple(arch)
         self.runner = Runner(net, self.multiple, device, precision)
         self.tile = parse_tile(opts.tile)
+        if isinstance(self.tile, int) and self.tile % self.multiple and self.tile > self.multiple:
+            rounded = self.tile // self.multiple * self.multiple
+            log.info(
+                "tile=%d: using %d, a multiple of this network's %d",
+                self.tile,
+                rounded,
+                self.multiple,
+            )
+            self.tile = rounded
         if opts.batch_size < 1:
             raise ConfigError(f"batch_size must be positive, got {opts.batch_size}")
         if opts.max_pixels is not None and opts.max_pixels < 1:
@@ -123,9 +133,10 @@ class Translator:
     def net(self) -> nn.Module:
         return self.runner.net
 
-    def _tiling(self, side: int, batch: int) -> Tiling:
+    def _tiling(self, side: int, batch: int, overlap: int | None = None) -> Tiling:
         o = self.options
-        return Tiling(side, o.overlap, o.blend, o.tile_stats, o.stats_pixels, batch)
+        overlap = o.overlap if overlap is None else overlap
+        return Tiling(side, overlap, o.blend, o.tile_stats, o.stats_pixels, batch)
 
     def _memory(self) -> tuple[float, int]:
         """(bytes per pixel of a forward pass, budget in bytes), measured once."""
@@ -150,7 +161,7 @@ class Translator:
             plan = (
                 Plan(None, batch)
                 if max(h, w) <= self.tile
-                else Plan(self._tiling(self.tile, batch), 1)
+                else Plan(self._tiling(self.tile, batch), 1, self.multiple)
             )
         else:
             per_pixel, budget = self._memory()
@@ -162,16 +173,17 @@ class Translator:
                 plan = Plan(None, min(batch, fits))
             else:
                 tiles = max(1, min(batch, 4))
-                side = auto_tile(budget, per_pixel, self.multiple, self.options.overlap, tiles)
+                side = auto_tile(budget, per_pixel, self.multiple, tiles)
                 tiles = max(1, min(tiles, int(budget // (side * side * per_pixel))))
-                plan = Plan(self._tiling(side, tiles), 1)
+                overlap = min(self.options.overlap, (side - 1) // 2)  # a small budget: less overlap
+                plan = Plan(self._tiling(side, tiles, overlap), 1, self.multiple)
                 log.info(
                     "%dx%d does not fit in %.1f GiB whole: tiles of %d px, overlap %d",
                     w,
                     h,
                     budget / 2**30,
                     side,
-                    self.options.overlap,
+                    overlap,
                 )
         self._plans[(h, w)] = plan
         return plan
@@ -214,7 +226,7 @@ def tiles_in(plan: Plan, h: int, w: int) -> int:
         return 1
     from gantrans.tiling import count_tiles
 
-    return count_tiles(h, w, plan.tiling.tile, plan.tiling.overlap)
+    return count_tiles(h, w, plan.tiling.tile, plan.tiling.overlap, plan.align)
 
 
 def megapixels(h: int, w: int) -> str:

@@ -66,40 +66,52 @@ def check_tiling(tile: int, overlap: int, blend: str, stats: str, multiple: int)
         raise ConfigError(f"tile_stats={stats} is not known: use one of {', '.join(TILE_STATS)}")
 
 
-def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
-    """Start offsets of tiles of side `tile` covering [0, length), spread evenly so that
-    neighbours overlap by at least `overlap` and the last tile ends at `length`."""
-    if length <= tile:
-        return [0]
-    n = math.ceil((length - overlap) / (tile - overlap))
-    return [round(i * (length - tile) / (n - 1)) for i in range(n)]
+def tile_spans(length: int, tile: int, overlap: int, align: int = 1) -> list[tuple[int, int]]:
+    """(start, end) of the tiles covering [0, length) along one axis.
 
-
-def axis_weights(starts: list[int], i: int, size: int, blend: str) -> torch.Tensor:
-    """Blending weights (size,) of tile `i` along one axis, in (0, 1].
-
-    "smooth": sin^2 ramps across the whole overlap with each neighbour, so two overlapping
-    tiles' weights sum to 1; no ramp at the image's own edges. "none": 1 on the tile's half of
-    each overlap, 0 on the neighbour's (a hard cut in the middle).
+    Starts are multiples of `align` (the network's size multiple: its strided layers then see
+    every tile in the same phase as the whole image), neighbours overlap by at least
+    `overlap`, and the last tile ends at `length` (it may be shorter than `tile`).
     """
+    if length <= tile:
+        return [(0, length)]
+    stride = max(align, (tile - overlap) // align * align)
+    starts = list(range(0, length - tile, stride))
+    last = -(-(length - tile) // align) * align  # aligned up: the last tile reaches the end
+    if last > starts[-1]:
+        starts.append(last)
+    return [(s, min(s + tile, length)) for s in starts]
+
+
+def axis_weights(spans: list[tuple[int, int]], i: int, blend: str) -> torch.Tensor:
+    """Blending weights (end - start,) of tile `i` along one axis, in [0, 1].
+
+    "smooth": in each overlap with a neighbour, the outer quarter next to the tile's edge
+    (where its padding shows) gets no weight and the middle half a sin^2 ramp, so the two
+    tiles' weights sum to 1 and the result fades from one to the other; no ramp at the
+    image's own edges. "none": 1 on the tile's half of each overlap, 0 on the neighbour's
+    (a hard cut in the middle).
+    """
+    start, end = spans[i]
+    size = end - start
     w = torch.ones(size, dtype=torch.float64)
     pos = torch.arange(size, dtype=torch.float64)
-    start = starts[i]
-    if i > 0:  # overlap with the previous tile: [start, prev_end)
-        shared = starts[i - 1] + size - start
+    sides = []
+    if i > 0:  # overlap with the previous tile: [start, previous end)
+        sides.append((pos, spans[i - 1][1] - start))
+    if i + 1 < len(spans):  # overlap with the next tile: [next start, end)
+        sides.append((size - 1 - pos, end - spans[i + 1][0]))
+    for k, (depth, shared) in enumerate(sides):  # depth: distance from this tile's edge
         if blend == "smooth":
-            ramp = torch.sin(0.5 * math.pi * (pos + 0.5) / shared).clamp(0, 1) ** 2
-            w = torch.where(pos < shared, ramp, w)
+            margin = shared // 4
+            ramp = max(shared - 2 * margin, 1)
+            t = ((depth - margin + 0.5) / ramp).clamp(0.0, 1.0)
+            w = w * torch.where(
+                depth < margin, torch.zeros_like(w), torch.sin(0.5 * math.pi * t) ** 2
+            )
         else:
-            w = torch.where(pos < shared // 2, torch.zeros_like(w), w)
-    if i + 1 < len(starts):  # overlap with the next tile: [next_start, end)
-        shared = start + size - starts[i + 1]
-        from_end = size - 1 - pos
-        if blend == "smooth":
-            ramp = torch.sin(0.5 * math.pi * (from_end + 0.5) / shared).clamp(0, 1) ** 2
-            w = w * torch.where(from_end < shared, ramp, torch.ones_like(w))
-        else:
-            w = torch.where(from_end < shared - shared // 2, torch.zeros_like(w), w)
+            previous = k == 0 and i > 0  # the cut gives the previous tile the smaller half
+            w = w * (depth >= (shared // 2 if previous else shared - shared // 2))
     return w.float()
 
 
@@ -257,12 +269,11 @@ def available_ram() -> int:
         return 4 * 2**30
 
 
-def auto_tile(budget: int, per_pixel: float, multiple: int, overlap: int, batch: int) -> int:
+def auto_tile(budget: int, per_pixel: float, multiple: int, batch: int) -> int:
     """The largest tile side (a multiple of `multiple`, at most MAX_AUTO_TILE) whose batch
     of `batch` tiles fits `budget` bytes."""
     side = int(math.sqrt(budget / max(per_pixel * batch, 1e-9)))
-    side = min(side, MAX_AUTO_TILE) // multiple * multiple
-    return max(side, 2 * overlap + multiple, multiple)
+    return max(min(side, MAX_AUTO_TILE) // multiple * multiple, multiple)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -373,40 +384,55 @@ def translate_tiled(
         on_tiles: Called with the number of tiles done after each batch (progress).
     """
     _, h, w = source.shape
-    th, tw = min(tiling.tile, h), min(tiling.tile, w)
-    ys, xs = tile_starts(h, th, tiling.overlap), tile_starts(w, tw, tiling.overlap)
-    wy = [axis_weights(ys, i, th, tiling.blend) for i in range(len(ys))]
-    wx = [axis_weights(xs, j, tw, tiling.blend) for j in range(len(xs))]
+    m = runner.multiple
+    ys, xs = (
+        tile_spans(h, tiling.tile, tiling.overlap, m),
+        tile_spans(w, tiling.tile, tiling.overlap, m),
+    )
+    wy = [axis_weights(ys, i, tiling.blend) for i in range(len(ys))]
+    wx = [axis_weights(xs, j, tiling.blend) for j in range(len(xs))]
     c_out = out.shape[0]
     top = 0  # first row not yet written to `out`; `acc` holds rows [top, top + acc height)
     acc = torch.zeros(c_out, 0, w)  # weighted sum of tile outputs, (C_out, rows, W)
     weight = torch.zeros(1, 0, w)  # sum of weights, (1, rows, W)
     stats = norm_stats_for(runner, source, to_unit, tiling)
     with fixed_norm_stats(runner.net, stats):
-        for r, y in enumerate(ys):
-            grow = y + th - top - acc.shape[1]
+        for r, (y0, y1) in enumerate(ys):
+            grow = y1 - top - acc.shape[1]
             if grow > 0:
                 acc = torch.cat([acc, torch.zeros(c_out, grow, w)], dim=1)
                 weight = torch.cat([weight, torch.zeros(1, grow, w)], dim=1)
-            for b in range(0, len(xs), tiling.batch_size):
-                cols = list(range(b, min(b + tiling.batch_size, len(xs))))
-                batch = torch.stack(
-                    [to_unit(source[:, y : y + th, xs[j] : xs[j] + tw]) for j in cols]
-                )
-                result = runner(batch)  # (n, C_out, th, tw) in [-1, 1]
+            for cols in _same_width_batches(xs, tiling.batch_size):
+                crops = [to_unit(source[:, y0:y1, xs[j][0] : xs[j][1]]) for j in cols]
+                result = runner(torch.stack(crops))  # (n, C_out, y1 - y0, width) in [-1, 1]
                 for j, tile_out in zip(cols, result, strict=True):
-                    win = wy[r][:, None] * wx[j][None, :]  # (th, tw)
-                    rows, span = slice(y - top, y - top + th), slice(xs[j], xs[j] + tw)
+                    win = wy[r][:, None] * wx[j][None, :]  # (tile height, tile width)
+                    rows, span = slice(y0 - top, y1 - top), slice(*xs[j])
                     acc[:, rows, span] += tile_out * win
                     weight[:, rows, span] += win
                 if on_tiles is not None:
                     on_tiles(len(cols))
-            done = ys[r + 1] if r + 1 < len(ys) else h  # rows above the next tile row are final
+            done = ys[r + 1][0] if r + 1 < len(ys) else h  # rows above the next tile row are final
             n = done - top
-            out[:, top:done] = from_unit(acc[:, :n] / weight[:, :n])
+            out[:, top:done] = from_unit(acc[:, :n] / weight[:, :n].clamp_min(1e-12))
             acc, weight, top = acc[:, n:].clone(), weight[:, n:].clone(), done
 
 
-def count_tiles(h: int, w: int, tile: int, overlap: int) -> int:
+def _same_width_batches(spans: list[tuple[int, int]], size: int) -> list[list[int]]:
+    """Indices of `spans` in batches of at most `size` tiles of one width (they must stack)."""
+    batches: list[list[int]] = []
+    for j, (a, b) in enumerate(spans):
+        if (
+            batches
+            and len(batches[-1]) < size
+            and spans[batches[-1][0]][1] - spans[batches[-1][0]][0] == b - a
+        ):
+            batches[-1].append(j)
+        else:
+            batches.append([j])
+    return batches
+
+
+def count_tiles(h: int, w: int, tile: int, overlap: int, align: int = 1) -> int:
     """How many tiles `translate_tiled` runs for an image of h x w."""
-    return len(tile_starts(h, min(tile, h), overlap)) * len(tile_starts(w, min(tile, w), overlap))
+    return len(tile_spans(h, tile, overlap, align)) * len(tile_spans(w, tile, overlap, align))

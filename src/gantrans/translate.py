@@ -208,9 +208,8 @@ def translate_pictures(
     written = 0
     plans = {size: translator.plan(*size) for size in groups}
     units = sum(tiles_in(plans[s], *s) * len(p) for s, p in groups.items())
-    bar = tqdm(total=units, disable=not progress, unit="img", desc=desc)
-    if any(plan.tiling is not None for plan in plans.values()):
-        bar.unit = "tile"
+    tiled = any(plan.tiling is not None for plan in plans.values())
+    bar = tqdm(total=units, disable=not progress, unit="tile" if tiled else "img", desc=desc)
     channels = translator.in_channels
 
     def save(path: Path, picture: Picture, out_unit: torch.Tensor | None, values=None) -> None:
