@@ -156,8 +156,8 @@ def build_app(service: TranslateService):
         from starlette.requests import ClientDisconnect
         from starlette.responses import HTMLResponse, JSONResponse, Response
         from starlette.routing import Route
-    except ImportError as exc:
-        raise GantransError(INSTALL) from exc
+    except ImportError:
+        raise GantransError(INSTALL) from None
 
     page = resources.files("gantrans").joinpath("web/index.html").read_text(encoding="utf-8")
 
@@ -245,8 +245,8 @@ def serve(
     """Load the checkpoints and serve the page until interrupted (Ctrl-C)."""
     try:
         import uvicorn
-    except ImportError as exc:
-        raise GantransError(INSTALL) from exc
+    except ImportError:
+        raise GantransError(INSTALL) from None
     ckpts = [ckpt] if isinstance(ckpt, str) else [str(c) for c in ckpt]
     if not ckpts:
         raise ConfigError("ckpt is empty: pass ckpt=PATH or ckpt=[a.pt,b.pt]")
@@ -259,8 +259,8 @@ def serve(
     check_precision(dev, precision)
     try:
         import starlette  # noqa: F401
-    except ImportError as exc:
-        raise GantransError(INSTALL) from exc
+    except ImportError:
+        raise GantransError(INSTALL) from None
     sock = bind(host, port)
     try:
         models = load_models(

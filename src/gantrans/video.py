@@ -39,8 +39,8 @@ def require_av():
     """The `av` module, or GantransError saying how to install it."""
     try:
         import av
-    except ImportError as exc:
-        raise GantransError(INSTALL) from exc
+    except ImportError:
+        raise GantransError(INSTALL) from None
     return av
 
 
@@ -99,7 +99,10 @@ def check_video_options(options: VideoOptions, names: list[str]) -> None:
                 "libvpx-vp9, libsvtav1 or mpeg4"
             ) from exc
         if found.type != "video":
-            raise ConfigError(f"video_codec={codec} is a {found.type} codec: name a video encoder")
+            raise ConfigError(
+                f"video_codec={codec} is not a video codec ({found.type}): name a video encoder "
+                "such as libx264"
+            )
 
 
 def _open_input(av, path: Path):
