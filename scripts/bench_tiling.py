@@ -112,7 +112,7 @@ def seams(args: argparse.Namespace) -> dict:
         tiling = Tiling(args.tile, overlap, blend, stats, args.stats_pixels, batch_size=4)
         out = torch.empty_like(whole)
         started = time.perf_counter()
-        base.tiled(picture.pixels, to_unit, out, lambda u: u, tiling)
+        base.translate(picture.pixels, to_unit, out, lambda u: u, tiling=tiling)
         seconds = time.perf_counter() - started
         diff = (out - whole).abs().amax(dim=0) * 127.5  # (H, W) in levels
         cy, cx = cut_lines(h, args.tile, overlap, m), cut_lines(w, args.tile, overlap, m)
@@ -196,12 +196,16 @@ def main() -> None:
     p.add_argument("--precision", default="fp32")
     p.add_argument("--json", help="write the results here")
     args = p.parse_args()
-    result = large(args) if args.large else seams(args)
+    write_json(large(args) if args.large else seams(args), args.json)
+
+
+def write_json(result: dict, path: str | None) -> None:
+    """Print `result` as JSON and write it to `path` if given."""
     text = json.dumps(result, indent=2)
     print(text)
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(text + "\n")
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(text + "\n")
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ speed and the mean frame-to-frame change |out_t - out_{t-1}| against the input's
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 from fractions import Fraction
@@ -23,7 +22,7 @@ import torch
 from PIL import ImageDraw
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_tiling import shapes_scene  # noqa: E402
+from bench_tiling import shapes_scene, write_json  # noqa: E402
 
 from gantrans.applying import ApplyOptions, Translator  # noqa: E402
 from gantrans.runtime import resolve_precision  # noqa: E402
@@ -112,11 +111,7 @@ def main() -> None:
             print(rows[-1], flush=True)
     result = {"ckpt": args.ckpt, "arch": arch, "precision": precision, "size": [w, h],
               "frames": args.frames, "rate": args.rate, "noise": args.noise, "rows": rows}  # fmt: skip
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(text + "\n")
+    write_json(result, args.json)
 
 
 if __name__ == "__main__":

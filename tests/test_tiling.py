@@ -51,7 +51,7 @@ def test_tiles_cover_the_axis_aligned_and_weights_sum_to_one(length, align):
 
 def _tiled(translator: Translator, image: torch.Tensor, tiling: Tiling) -> torch.Tensor:
     out = torch.empty(translator.out_channels, *image.shape[-2:])
-    translator.tiled(image, lambda crop: crop, out, lambda unit: unit, tiling)
+    translator.translate(image, lambda crop: crop, out, lambda unit: unit, tiling=tiling)
     return out
 
 

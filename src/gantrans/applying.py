@@ -192,18 +192,6 @@ class Translator:
         """(N, C, H, W) in [-1, 1] -> (N, C_out, H, W) float32 in [-1, 1] on the CPU."""
         return self.runner(batch)
 
-    def tiled(
-        self,
-        source: torch.Tensor,
-        to_unit: Callable[[torch.Tensor], torch.Tensor],
-        out: torch.Tensor,
-        from_unit: Callable[[torch.Tensor], torch.Tensor],
-        tiling: Tiling,
-        on_tiles: Callable[[int], None] | None = None,
-    ) -> None:
-        """Translate one image in tiles (see `gantrans.tiling.translate_tiled`)."""
-        translate_tiled(self.runner, source, to_unit, out, from_unit, tiling, on_tiles)
-
     def translate(
         self,
         source: torch.Tensor,
@@ -211,13 +199,15 @@ class Translator:
         out: torch.Tensor,
         from_unit: Callable[[torch.Tensor], torch.Tensor],
         on_tiles: Callable[[int], None] | None = None,
+        tiling: Tiling | None = None,
     ) -> None:
-        """Translate one image (C, H, W) into `out`, whole or tiled as `plan` decides."""
-        plan = self.plan(*source.shape[-2:])
-        if plan.tiling is None:
+        """Translate one image (C, H, W) into `out`: in `tiling`'s tiles if given, else whole
+        or tiled as `plan` decides (see `gantrans.tiling.translate_tiled` for the arguments)."""
+        tiling = tiling or self.plan(*source.shape[-2:]).tiling
+        if tiling is None:
             out[:] = from_unit(self.whole(to_unit(source)[None])[0])
         else:
-            self.tiled(source, to_unit, out, from_unit, plan.tiling, on_tiles)
+            translate_tiled(self.runner, source, to_unit, out, from_unit, tiling, on_tiles)
 
 
 def tiles_in(plan: Plan, h: int, w: int) -> int:

@@ -242,13 +242,13 @@ def translate_pictures(
                 lo, hi = output_range(picture, depth)
                 sample = from_unit(torch.zeros(1, 1, 1), depth, lo, hi)
                 out = torch.empty((translator.out_channels, h, w), dtype=sample.dtype)
-                translator.tiled(
+                translator.translate(
                     picture.pixels,
                     lambda crop, p=picture: p.to_unit(crop, channels),
                     out,
                     lambda unit, d=depth, a=lo, b=hi: from_unit(unit, d, a, b),
-                    plan.tiling,
-                    bar.update,
+                    on_tiles=bar.update,
+                    tiling=plan.tiling,
                 )
                 save(path, picture, None, values=out)
                 written += 1

@@ -314,7 +314,7 @@ def _translate_frames(translator: Translator, frames: list[torch.Tensor]) -> lis
     results = []
     for frame in frames:
         out = torch.empty(translator.out_channels, h, w)
-        translator.tiled(frame, to_unit, out, lambda u: u, plan.tiling)
+        translator.translate(frame, to_unit, out, lambda u: u, tiling=plan.tiling)
         results.append(out)
     return results
 
