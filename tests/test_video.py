@@ -127,6 +127,11 @@ def test_unreadable_video_unknown_codec_and_missing_pyav_are_one_line(
     line = one_line_error(gantrans("translate", f"ckpt={tiny_ckpt}", f"input={good}",
                                    f"output={out}", "video_codec=aac"))  # fmt: skip
     assert "video_codec=aac is not a video codec (audio)" in line
+    webm = tmp_path / "out.webm"
+    line = one_line_error(gantrans("translate", f"ckpt={tiny_ckpt}", f"input={good}",
+                                   f"output={webm}", "video_codec=libx264"))  # fmt: skip
+    assert "video_codec=libx264 cannot be stored in a .webm file" in line
+    assert list(tmp_path.glob("*.webm*")) == [] and list(tmp_path.glob(".*part")) == []
     assert not out.exists()
 
     monkeypatch.setitem(sys.modules, "av", None)  # as if PyAV were not installed

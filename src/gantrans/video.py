@@ -116,7 +116,15 @@ def _open_input(av, path: Path):
     return container
 
 
-def _add_video_stream(av, out, vin, codec: str, crf: int | None):
+def _add_video_stream(av, out, vin, codec: str, crf: int | None, suffix: str):
+    if (
+        codec not in out.supported_codecs
+        and av.Codec(codec, "w").canonical_name not in out.supported_codecs
+    ):
+        raise ConfigError(
+            f"video_codec={codec} cannot be stored in a {suffix} file: leave video_codec unset "
+            "or pick another output format"
+        )
     rate = vin.average_rate or vin.guessed_rate or Fraction(25)
     try:
         vout = out.add_stream(codec, rate=rate)
@@ -173,7 +181,7 @@ def translate_video(
         vin = inp.streams.video[0]
         ain = inp.streams.audio[0] if inp.streams.audio else None
         out = av.open(str(tmp), "w", format=CONTAINERS[suffix])
-        vout = _add_video_stream(av, out, vin, codec, options.crf)
+        vout = _add_video_stream(av, out, vin, codec, options.crf, suffix)
         aout, audio = (None, "none") if ain is None else _add_audio_stream(out, ain, suffix)
         frames = _run(translator, inp, out, vin, vout, ain, aout, audio, options, progress, src)
         out.close()
