@@ -142,6 +142,14 @@ def _resolve(input: str | None, input_dir: str | None, output: str | None, direc
             dst = Path(output) / src.name
         else:
             dst = Path(output)
+        kind, known = (
+            ("image", PICTURE_EXTENSIONS) if is_picture(src) else ("video", VIDEO_EXTENSIONS)
+        )
+        if dst.suffix.lower() not in known:
+            raise ConfigError(
+                f"output={dst} is not {kind} output for {src.name}: end it in one of "
+                f"{', '.join(known)}"
+            )
         if dst.resolve() == src.resolve():
             raise GantransError("output is the input file: choose another name so it is kept")
         return Job([src], dst.parent, {src: dst.name}, single=True)
@@ -188,8 +196,11 @@ def translate_pictures(
     value_range: object = "auto",
     progress: bool = True,
     desc: str = "",
+    strict: bool = False,
 ) -> tuple[int, list[str]]:
     """Translate image files, whole (same sizes batched) or tiled, at their own bit depth.
+
+    Unreadable files are skipped and reported (with `strict`, the first one raises DataError).
 
     Returns:
         (images written, one message per file that could not be read).
@@ -204,6 +215,8 @@ def translate_pictures(
             w, h = oriented_size(path)  # the size after EXIF rotation
             groups[(h, w)].append(path)
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+            if strict:
+                raise DataError(f"cannot read image {path}: {type(exc).__name__}") from exc
             failed.append(f"{path.name} ({type(exc).__name__})")
     written = 0
     plans = {size: translator.plan(*size) for size in groups}
@@ -226,6 +239,8 @@ def translate_pictures(
                 try:
                     chunk.append((path, read_picture(path, channels, value_range)))
                 except DataError:
+                    if strict:
+                        raise
                     failed.append(f"{path.name} (corrupt)")
                     bar.update(tiles_in(plan, h, w))
             if not chunk:
@@ -328,9 +343,8 @@ def translate_folder(
         value_range=value_range,
         progress=progress,
         desc=direction,
+        strict=job.single,
     )
-    if job.single and failed:
-        raise DataError(f"cannot read image {job.inputs[0]}: {failed[0]}")
     done_videos = 0
     for path in videos:
         try:
