@@ -101,12 +101,16 @@ def seams(args: argparse.Namespace) -> dict:
     whole = base.whole(to_unit(picture.pixels)[None])[0]  # (C, H, W) in [-1, 1]
     rows = [{"variant": "whole image", "seconds": round(time.perf_counter() - started, 2)}]
     m = base.multiple
-    band = border_mask(h, w, args.tile, args.overlap, m)
-    variants = [("no overlap", 0, "none", "tile")]
-    variants += [
-        (f"overlap {args.overlap}, blend={b}, tile_stats={s}", args.overlap, b, s)
-        for s in ("tile", "image", "sampled")
-        for b in ("none", "smooth")
+    if args.variants:
+        chosen = [v.split(":") for v in args.variants.split(",")]
+    else:
+        chosen = [("0", "none", "tile")]
+        chosen += [(str(args.overlap), b, s) for s in ("tile", "image", "sampled")
+                   for b in ("none", "smooth")]  # fmt: skip
+        chosen += [("16", b, "sampled") for b in ("none", "smooth")]
+    variants = [
+        (f"overlap {o}, blend={b}, tile_stats={s}" if int(o) else "no overlap", int(o), b, s)
+        for o, b, s in chosen
     ]
     for name, overlap, blend, stats in variants:
         tiling = Tiling(args.tile, overlap, blend, stats, args.stats_pixels, batch_size=4)
@@ -116,7 +120,7 @@ def seams(args: argparse.Namespace) -> dict:
         seconds = time.perf_counter() - started
         diff = (out - whole).abs().amax(dim=0) * 127.5  # (H, W) in levels
         cy, cx = cut_lines(h, args.tile, overlap, m), cut_lines(w, args.tile, overlap, m)
-        mask = band if overlap else _lines(h, w, cy, cx)
+        mask = border_mask(h, w, args.tile, overlap, m) if overlap else _lines(h, w, cy, cx)
         rows.append(
             {
                 "variant": name,
@@ -193,6 +197,8 @@ def main() -> None:
     p.add_argument("--tile", type=int, default=512)
     p.add_argument("--overlap", type=int, default=64)
     p.add_argument("--stats-pixels", type=int, default=1024 * 1024)
+    p.add_argument("--variants", help="OVERLAP:BLEND:STATS,... (default: every blend and "
+                   "statistics option at --overlap, plain tiles, and overlap 16)")  # fmt: skip
     p.add_argument("--precision", default="fp32")
     p.add_argument("--json", help="write the results here")
     args = p.parse_args()
