@@ -66,9 +66,18 @@ def load_models(
             logging.disable(logging.NOTSET)
         if other is not None and not _same_weights(net, other):
             translators["BtoA"] = Translator(other, other_arch, device, precision, options)
-        name = ckpt.split(":", 1)[1] if ckpt.startswith("pretrained:") else Path(ckpt).name
-        models.append(Model(str(i), name, translators))
+        models.append(Model(str(i), _label(ckpt, ckpts), translators))
     return models
+
+
+def _label(ckpt: str, ckpts: list[str]) -> str:
+    """A short name for the menu: the file name, with its folder where two files share it."""
+    if ckpt.startswith("pretrained:"):
+        return ckpt.split(":", 1)[1]
+    path = Path(ckpt)
+    if sum(Path(c).name == path.name for c in ckpts) > 1:
+        return f"{path.parent.name}/{path.name}"
+    return path.name
 
 
 class TranslateService:

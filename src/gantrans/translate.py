@@ -311,6 +311,12 @@ def translate_folder(
     check_value_range(value_range)
     if output_bit_depth not in BIT_DEPTHS:
         raise ConfigError(f"output_bit_depth={output_bit_depth} is not known: use 8, 16 or same")
+    if input is None and input_dir is None:
+        raise GantransError("input is required: pass input=FILE_OR_FOLDER on the command line")
+    dev = resolve_device(device)
+    precision = resolve_precision(dev, precision)
+    check_precision(dev, precision)
+    net, arch = load_generator(ckpt, direction, dev, progress=progress)
     out_arg = output if output is not None else output_dir
     job = _resolve(
         None if input is None else str(input),
@@ -322,10 +328,6 @@ def translate_folder(
     video_opts = VideoOptions(video_codec, video_crf, temporal_smoothing)
     if videos:
         check_video_options(video_opts, [job.names[p] for p in videos])
-    dev = resolve_device(device)
-    precision = resolve_precision(dev, precision)
-    check_precision(dev, precision)
-    net, arch = load_generator(ckpt, direction, dev, progress=progress)
     options = ApplyOptions(
         batch_size, tile, overlap, blend, tile_stats, stats_pixels, max_pixels, memory_gb
     )
