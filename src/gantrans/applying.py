@@ -172,16 +172,18 @@ class Translator:
             if fits >= 1:
                 plan = Plan(None, min(batch, fits))
             else:
-                tiles = max(1, min(batch, 4))
+                tiles = max(1, min(batch, 4))  # a few tiles per pass, unless that shrinks them
                 side = auto_tile(budget, per_pixel, self.multiple, tiles)
-                tiles = max(1, min(tiles, int(budget // (side * side * per_pixel))))
-                overlap = min(self.options.overlap, (side - 1) // 2)  # a small budget: less overlap
+                if side < 512:
+                    tiles = 1
+                    side = auto_tile(budget, per_pixel, self.multiple, tiles)
+                overlap = min(self.options.overlap, side // 4)  # a small budget: less overlap
                 plan = Plan(self._tiling(side, tiles, overlap), 1, self.multiple)
                 log.info(
-                    "%dx%d does not fit in %.1f GiB whole: tiles of %d px, overlap %d",
+                    "%dx%d does not fit in %s whole: tiles of %d px, overlap %d",
                     w,
                     h,
-                    budget / 2**30,
+                    f"{budget / 2**30:.1f} GiB" if budget >= 2**30 else f"{budget / 2**20:.0f} MiB",
                     side,
                     overlap,
                 )
