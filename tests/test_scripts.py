@@ -88,3 +88,41 @@ def test_bench_reference_without_a_checkout_is_one_line(tmp_path):
     result = run_script("bench_reference.py", "--reference", str(tmp_path))
     assert result.returncode != 0
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_bench_tiling_reports_seams_and_times_a_large_image(tmp_path):
+    from .conftest import make_checkpoint
+
+    ckpt = make_checkpoint(tmp_path / "tiny.pt")
+    out = tmp_path / "seams.json"
+    result = run_script("bench_tiling.py", "--ckpt", str(ckpt), "--size", "96x80", "--tile", "48",
+                        "--overlap", "8", "--stats-pixels", "4096",
+                        "--variants", "0:none:tile,8:smooth:sampled", "--json", str(out))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["variant"] for r in rows] == [
+        "whole image", "no overlap", "overlap 8, blend=smooth, tile_stats=sampled"
+    ]  # fmt: skip
+    for r in rows[1:]:
+        assert 0 <= r["mean_inside"] <= r["max_inside"] and 0 <= r["mean_border"] <= r["max_border"]
+    out = tmp_path / "large.json"
+    result = run_script("bench_tiling.py", "--ckpt", str(ckpt), "--large", "200x150", "--tile", "64",
+                        "--overlap", "8", "--workdir", str(tmp_path / "work"), "--json", str(out))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    large = json.loads(out.read_text())
+    assert large["output_size"] == [200, 150] and large["peak_rss_gb"] > 0
+
+
+def test_bench_video_reports_speed_and_flicker(tmp_path):
+    pytest.importorskip("av")
+    from .conftest import make_checkpoint
+
+    ckpt = make_checkpoint(tmp_path / "tiny.pt")
+    out = tmp_path / "video.json"
+    result = run_script("bench_video.py", "--ckpt", str(ckpt), "--size", "48x32", "--frames", "4",
+                        "--smoothing", "0,0.8", "--precision", "fp32", "--json", str(out))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["temporal_smoothing"] for r in rows] == [0.0, 0.8]
+    assert all(r["frames"] == 4 and r["frames_per_second"] > 0 for r in rows)
+    assert rows[1]["output_change_still"] <= rows[0]["output_change_still"]

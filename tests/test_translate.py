@@ -140,7 +140,7 @@ def test_unreadable_image_is_reported_and_the_rest_translated(
             "progress=false",
         )
     )
-    assert "2 image(s) could not be read" in line and "broken.png" in line and "empty.jpg" in line
+    assert "2 file(s) could not be read" in line and "broken.png" in line and "empty.jpg" in line
     assert len(list(out.iterdir())) == 7
 
 
@@ -194,8 +194,9 @@ def test_missing_input_and_checkpoint(gantrans, tiny_ckpt, tmp_path):
     assert "holds no images" in one_line_error(
         gantrans("translate", f"ckpt={tiny_ckpt}", f"input_dir={empty}")
     )
+    write_image(tmp_path / "images" / "a.png", (8, 8))
     assert "does not exist" in one_line_error(
-        gantrans("translate", f"ckpt={tmp_path / 'x.pt'}", f"input_dir={empty}")
+        gantrans("translate", f"ckpt={tmp_path / 'x.pt'}", f"input_dir={tmp_path / 'images'}")
     )
     assert "ckpt" in one_line_error(gantrans("translate", f"input_dir={empty}"))
 
@@ -221,3 +222,27 @@ def test_exif_rotated_photo_is_translated_upright(gantrans, tiny_ckpt, tmp_path)
     assert code == 0, err
     with Image.open(out / "plain.jpg") as a, Image.open(out / "rotated.jpg") as b:
         assert a.size == (30, 20) and b.size == (20, 30)
+
+
+def test_one_file_in_one_file_out(gantrans, tiny_ckpt, tmp_path):
+    src = write_image(tmp_path / "photo.jpg", (26, 18))
+    out = tmp_path / "result.png"
+    code, stdout, err = gantrans("translate", f"ckpt={tiny_ckpt}", f"input={src}", f"output={out}",
+                                 "progress=false")  # fmt: skip
+    assert code == 0, err
+    with Image.open(out) as img:
+        assert (img.format, img.size) == ("PNG", (26, 18))
+    assert "translated 1 image(s) AtoB" in stdout
+    line = one_line_error(gantrans("translate", f"ckpt={tiny_ckpt}", f"input={src}",
+                                   f"output={tmp_path / 'x.mp4'}"))  # fmt: skip
+    assert f"output={tmp_path / 'x.mp4'} is not image output for photo.jpg" in line
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage" * 10)
+    line = one_line_error(gantrans("translate", f"ckpt={tiny_ckpt}", f"input={broken}",
+                                   f"output={tmp_path / 'b.png'}"))  # fmt: skip
+    assert line.startswith(f"gantrans translate: error: cannot read image {broken}")
+    assert not (tmp_path / "b.png").exists()
+    line = one_line_error(
+        gantrans("translate", f"ckpt={tiny_ckpt}", f"input={tmp_path / 'no.png'}")
+    )
+    assert "input=" in line and "does not exist" in line

@@ -30,7 +30,12 @@ class Subcommand:
 SUBCOMMANDS: dict[str, Subcommand] = {
     "train": Subcommand("train", "gantrans.train:main", "train a CycleGAN from configs"),
     "translate": Subcommand(
-        "translate", "gantrans.translate:main", "apply a trained checkpoint to a folder of images"
+        "translate",
+        "gantrans.translate:main",
+        "apply a trained checkpoint to images, videos or a folder of them",
+    ),
+    "serve": Subcommand(
+        "serve", "gantrans.serve:main", "a local web page that translates uploaded images"
     ),
     "evaluate": Subcommand(
         "evaluate", "gantrans.evaluate:main", "score a checkpoint: FID, KID, domain accuracy, ..."
@@ -55,7 +60,8 @@ Every command takes Hydra overrides (key=value, group=option) and Hydra's flags:
 examples:
   gantrans train                                   # built-in shapes dataset, ~10 min on a CPU
   gantrans train dataset=folder dataset.root=DIR model=resnet9
-  gantrans translate ckpt=runs/.../checkpoints/latest.pt input_dir=photos/
+  gantrans translate ckpt=runs/.../checkpoints/latest.pt input=photos/
+  gantrans serve ckpt=runs/.../checkpoints/latest.pt      # then open http://127.0.0.1:7860
 """
 
 

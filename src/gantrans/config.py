@@ -255,13 +255,41 @@ class TrainConfig:
 @dataclass
 class TranslateConfig:
     ckpt: str = MISSING
-    input_dir: str = MISSING
-    output_dir: str | None = None  # default: translated/<input folder name>_<direction>
+    input: str | None = None  # an image, a video, or a folder of images and videos
+    input_dir: str | None = None  # the same as input= (a folder)
+    output: str | None = None  # a file for one input, else a folder
+    output_dir: str | None = None  # the same as output= (default: translated/<input>_<direction>)
     direction: Direction = Direction.AtoB
     batch_size: int = 8
     device: str = "auto"
     precision: Precision = Precision.fp32
     progress: bool = True
+    # large images: auto (tiles only where the whole image would not fit), off, or a side in px
+    tile: str = "auto"
+    overlap: int = 64  # pixels shared by neighbouring tiles, cross-faded
+    blend: str = "smooth"  # smooth (sin^2 cross-fade) | none (cut in the middle of the overlap)
+    tile_stats: str = "sampled"  # instance-norm statistics: sampled (full-res tiles) | image | tile
+    stats_pixels: int = 1048576  # pixels of the one pass that gathers those statistics
+    max_pixels: int | None = None  # tile=auto: the most pixels one pass may take
+    memory_gb: float | None = None  # tile=auto: memory budget (default from free GPU memory / RAM)
+    output_bit_depth: str = "same"  # 8 | 16 | same (16-bit and float grayscale stay deep)
+    value_range: Any = "auto"  # what maps to [-1, 1]: auto | dtype | image | [lo, hi]
+    video_codec: str | None = None  # default libx264 (.webm: libvpx-vp9, .avi: mpeg4)
+    video_crf: int | None = None  # encoder quality, lower is better (default 18)
+    temporal_smoothing: float = 0.0  # 0..<1: blend still regions with the previous output
+
+
+@dataclass
+class ServeConfig:
+    ckpt: Any = MISSING  # a checkpoint (or pretrained:NAME), or a list [a.pt,b.pt]
+    host: str = "127.0.0.1"  # 0.0.0.0 makes the page reachable from other machines
+    port: int = 7860  # 0 picks a free port
+    device: str = "auto"
+    precision: Precision = Precision.fp32
+    tile: str = "auto"  # as for translate: large uploads are translated in blended tiles
+    overlap: int = 64
+    max_upload_mb: float = 25.0  # larger uploads are refused
+    max_pixels: int = 40000000  # larger images (once decoded) are refused
 
 
 @dataclass
@@ -325,6 +353,7 @@ def register_configs() -> None:
     cs.store(name="evaluate_schema", node=evaluate)
     cs.store(name="download_schema", node=DownloadConfig)
     cs.store(name="export_schema", node=ExportConfig)
+    cs.store(name="serve_schema", node=ServeConfig)
     cs.store(group="dataset", name="shapes_schema", node=ShapesDatasetConfig)
     cs.store(group="dataset", name="folder_schema", node=FolderDatasetConfig)
     cs.store(group="dataset", name="smiles_schema", node=SmilesDatasetConfig)

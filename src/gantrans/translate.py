@@ -1,32 +1,52 @@
-"""`gantrans translate`: apply one direction of a trained model to every image in a folder."""
+"""`gantrans translate`: apply one direction of a trained model to images, videos or a folder."""
 
 from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from omegaconf import DictConfig
-from PIL import Image, UnidentifiedImageError
+from PIL import UnidentifiedImageError
 from torch import nn
 from tqdm import tqdm
 
+from gantrans.applying import ApplyOptions, Translator, tiles_in
 from gantrans.checkpoint import check_checkpoint, is_gantrans_checkpoint, load_file, load_state
 from gantrans.config import to_plain
-from gantrans.data import DataError, list_images, pil_to_tensor, tensor_to_pil
-from gantrans.data.imageio import open_image_with_alpha, oriented_size
-from gantrans.errors import CheckpointError, GantransError
-from gantrans.models import build_generator, size_multiple
+from gantrans.data import DataError
+from gantrans.data.imageio import oriented_size
+from gantrans.data.pixels import (
+    BIT_DEPTHS,
+    PICTURE_EXTENSIONS,
+    Picture,
+    check_output_depth,
+    check_value_range,
+    from_unit,
+    output_depth,
+    output_range,
+    read_picture,
+    save_picture,
+)
+from gantrans.errors import CheckpointError, ConfigError, GantransError
+from gantrans.models import build_generator
 from gantrans.pretrained import PREFIX, fetch, is_pretrained, reverse_of
 from gantrans.reference import EXPECTED, describe, is_reference_state_dict, load_reference
-from gantrans.runtime import autocast, check_precision, resolve_device, resolve_precision
+from gantrans.runtime import check_precision, resolve_device, resolve_precision
+from gantrans.tiling import pad_to_multiple
+from gantrans.video import (
+    VIDEO_EXTENSIONS,
+    VideoOptions,
+    check_video_options,
+    is_video,
+    translate_video,
+)
 
 log = logging.getLogger("gantrans")
 
 NETWORK_FOR = {"AtoB": "G_A", "BtoA": "G_B"}
-ALPHA_FORMATS = {".png", ".webp"}  # output formats that can keep an alpha channel
 
 
 def load_generator(
@@ -85,117 +105,270 @@ def _what(obj: object) -> str:
     return f"it holds a {type(obj).__name__}"
 
 
-def _pad(batch: torch.Tensor, multiple: int) -> tuple[torch.Tensor, int, int]:
-    """Pad (N, C, H, W) on the bottom and right to what the generator takes (reflection where possible).
+_pad = pad_to_multiple  # kept for callers of the earlier private name
 
-    Sides become multiples of `multiple` and at least 8, so even a 3-pixel image keeps a
-    bottleneck wide enough for the ResNet blocks' reflection padding.
+
+@dataclass
+class Job:
+    """What one `gantrans translate` call does, resolved from its options."""
+
+    inputs: list[Path]  # image and video files
+    output_dir: Path  # where outputs go (for a single file: its folder)
+    names: dict[Path, str]  # input -> output file name
+    single: bool  # one file named by the user (its errors stop the command)
+
+
+def _resolve(input: str | None, input_dir: str | None, output: str | None, direction: str) -> Job:
+    """Inputs and output names from `input=` (a file or a folder) or `input_dir=`."""
+    if input is not None and input_dir is not None:
+        raise GantransError("give input= or input_dir=, not both (they mean the same)")
+    if input is None and input_dir is None:
+        raise GantransError("input is required: pass input=FILE_OR_FOLDER on the command line")
+    key = "input" if input is not None else "input_dir"
+    src = Path(input if input is not None else input_dir)
+    if key == "input_dir" and not src.is_dir():
+        raise DataError(f"input_dir={src} is not a folder: point it at a folder of images")
+    if not src.exists():
+        raise DataError(f"input={src} does not exist: give an image, a video or a folder")
+    if src.is_file():
+        if not (is_picture(src) or is_video(src)):
+            raise DataError(
+                f"input={src} is neither an image ({', '.join(PICTURE_EXTENSIONS)}) nor a "
+                f"video ({', '.join(VIDEO_EXTENSIONS)})"
+            )
+        if output is None:
+            dst = Path("translated") / f"{src.stem}_{direction}{src.suffix}"
+        elif Path(output).is_dir() or output.endswith(("/", "\\")):
+            dst = Path(output) / src.name
+        else:
+            dst = Path(output)
+        kind, known = (
+            ("image", PICTURE_EXTENSIONS) if is_picture(src) else ("video", VIDEO_EXTENSIONS)
+        )
+        if dst.suffix.lower() not in known:
+            raise ConfigError(
+                f"output={dst} is not {kind} output for {src.name}: end it in one of "
+                f"{', '.join(known)}"
+            )
+        if dst.resolve() == src.resolve():
+            raise GantransError("output is the input file: choose another name so it is kept")
+        return Job([src], dst.parent, {src: dst.name}, single=True)
+    files = sorted(
+        (p for p in src.iterdir() if p.is_file() and (is_picture(p) or is_video(p))),
+        key=lambda p: p.name,
+    )
+    if not files:
+        raise DataError(
+            f"{key}={src} holds no images ({', '.join(PICTURE_EXTENSIONS)}) or videos "
+            f"({', '.join(VIDEO_EXTENSIONS)})"
+        )
+    out = (
+        Path(output)
+        if output is not None
+        else Path("translated") / f"{src.resolve().name}_{direction}"
+    )
+    if out.resolve() == src.resolve():
+        raise GantransError(
+            "output_dir is the input folder: choose another one so no input is overwritten"
+        )
+    return Job(files, out, {p: p.name for p in files}, single=False)
+
+
+def is_picture(path: Path) -> bool:
+    """Whether `translate` reads `path` as an image (by extension; hidden files excluded)."""
+    return path.suffix.lower() in PICTURE_EXTENSIONS and not path.name.startswith(".")
+
+
+def _check_outputs(job: Job, translator: Translator, bit_depth: str) -> None:
+    for path in job.inputs:
+        if is_picture(path):
+            name = job.names[path]
+            check_output_depth(bit_depth, translator.out_channels, Path(name).suffix, name)
+
+
+def translate_pictures(
+    translator: Translator,
+    paths: list[Path],
+    names: dict[Path, str],
+    output_dir: Path,
+    *,
+    bit_depth: str = "same",
+    value_range: object = "auto",
+    progress: bool = True,
+    desc: str = "",
+    strict: bool = False,
+) -> tuple[int, list[str]]:
+    """Translate image files, whole (same sizes batched) or tiled, at their own bit depth.
+
+    Unreadable files are skipped and reported (with `strict`, the first one raises DataError).
+
+    Returns:
+        (images written, one message per file that could not be read).
     """
-    h, w = batch.shape[-2:]
-    minimum = max(multiple, 8)
-    ph = max(minimum, -(-h // multiple) * multiple) - h
-    pw = max(minimum, -(-w // multiple) * multiple) - w
-    if ph == 0 and pw == 0:
-        return batch, h, w
-    mode = "reflect" if ph < h and pw < w else "replicate"
-    return F.pad(batch, (0, pw, 0, ph), mode=mode), h, w
+    if not paths:
+        return 0, []
+    # group by size (read from headers only) so each batch stacks
+    groups: dict[tuple[int, int], list[Path]] = defaultdict(list)
+    failed: list[str] = []
+    for path in paths:
+        try:
+            w, h = oriented_size(path)  # the size after EXIF rotation
+            groups[(h, w)].append(path)
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+            if strict:
+                raise DataError(f"cannot read image {path}: {type(exc).__name__}") from exc
+            failed.append(f"{path.name} ({type(exc).__name__})")
+    written = 0
+    plans = {size: translator.plan(*size) for size in groups}
+    units = sum(tiles_in(plans[s], *s) * len(p) for s, p in groups.items())
+    tiled = any(plan.tiling is not None for plan in plans.values())
+    bar = tqdm(total=units, disable=not progress, unit="tile" if tiled else "img", desc=desc)
+    channels = translator.in_channels
 
+    def save(path: Path, picture: Picture, out_unit: torch.Tensor | None, values=None) -> None:
+        depth = output_depth(bit_depth, picture, translator.out_channels)
+        if values is None:
+            values = from_unit(out_unit, depth, *output_range(picture, depth))
+        save_picture(values, depth, picture.alpha, output_dir / names[path])
 
-def _save(out: torch.Tensor, alpha: Image.Image | None, path: Path) -> None:
-    img = tensor_to_pil(out)  # (C, H, W) in [-1, 1] -> "L" or "RGB"
-    if alpha is not None and path.suffix.lower() in ALPHA_FORMATS:
-        img = img.convert("LA" if img.mode == "L" else "RGBA")
-        img.putalpha(alpha)
-    kwargs = {"quality": 95} if path.suffix.lower() in (".jpg", ".jpeg", ".webp") else {}
-    tmp = path.with_name(f".{path.name}.part")
-    img.save(tmp, format=Image.registered_extensions()[path.suffix.lower()], **kwargs)
-    tmp.replace(path)  # never leave a half-written image under the final name
+    for (h, w), group in groups.items():
+        plan = plans[(h, w)]
+        for i in range(0, len(group), plan.batch):
+            chunk: list[tuple[Path, Picture]] = []
+            for path in group[i : i + plan.batch]:
+                try:
+                    chunk.append((path, read_picture(path, channels, value_range)))
+                except DataError:
+                    if strict:
+                        raise
+                    failed.append(f"{path.name} (corrupt)")
+                    bar.update(tiles_in(plan, h, w))
+            if not chunk:
+                continue
+            if plan.tiling is None:
+                batch = torch.stack([p.to_unit(p.pixels, channels) for _, p in chunk])
+                for (path, picture), out_unit in zip(chunk, translator.whole(batch), strict=True):
+                    save(path, picture, out_unit)
+                    written += 1
+                bar.update(len(chunk))
+                continue
+            for path, picture in chunk:  # one large image at a time
+                depth = output_depth(bit_depth, picture, translator.out_channels)
+                lo, hi = output_range(picture, depth)
+                sample = from_unit(torch.zeros(1, 1, 1), depth, lo, hi)
+                out = torch.empty((translator.out_channels, h, w), dtype=sample.dtype)
+                translator.translate(
+                    picture.pixels,
+                    lambda crop, p=picture: p.to_unit(crop, channels),
+                    out,
+                    lambda unit, d=depth, a=lo, b=hi: from_unit(unit, d, a, b),
+                    on_tiles=bar.update,
+                    tiling=plan.tiling,
+                )
+                save(path, picture, None, values=out)
+                written += 1
+    bar.close()
+    return written, failed
 
 
 def translate_folder(
     *,
     ckpt: str | Path,
-    input_dir: str | Path,
+    input: str | Path | None = None,
+    input_dir: str | Path | None = None,
+    output: str | Path | None = None,
     output_dir: str | Path | None = None,
     direction: str = "AtoB",
     batch_size: int = 8,
     device: str = "auto",
     precision: str = "fp32",
     progress: bool = True,
+    tile: str | int = "auto",
+    overlap: int = 64,
+    blend: str = "smooth",
+    tile_stats: str = "sampled",
+    stats_pixels: int = 1024 * 1024,
+    max_pixels: int | None = None,
+    memory_gb: float | None = None,
+    output_bit_depth: str = "same",
+    value_range: object = "auto",
+    video_codec: str | None = None,
+    video_crf: int | None = None,
+    temporal_smoothing: float = 0.0,
 ) -> tuple[Path, int, list[str]]:
-    """Translate every image in `input_dir`, keeping file names, sizes and alpha.
+    """Translate an image, a video, or every image and video in a folder.
 
-    Images of any size are padded to what the network needs and cropped back; images of the
-    same size are batched together. Unreadable files are skipped and returned.
+    Images of any size are padded to what the network needs and cropped back, or translated
+    in blended tiles when large (`tile`); images of the same size are batched together;
+    16-bit and float grayscale keep their depth. Videos keep their frame rate, frame count
+    and audio. Unreadable files in a folder are skipped and returned.
 
     Returns:
-        (output folder, number of images written, messages for the files that failed).
+        (output folder, number of files written, messages for the files that failed).
     """
+    if output is not None and output_dir is not None:
+        raise GantransError("give output= or output_dir=, not both (they mean the same)")
+    check_value_range(value_range)
+    if output_bit_depth not in BIT_DEPTHS:
+        raise ConfigError(f"output_bit_depth={output_bit_depth} is not known: use 8, 16 or same")
+    if input is None and input_dir is None:
+        raise GantransError("input is required: pass input=FILE_OR_FOLDER on the command line")
     dev = resolve_device(device)
     precision = resolve_precision(dev, precision)
     check_precision(dev, precision)
     net, arch = load_generator(ckpt, direction, dev, progress=progress)
-    input_dir = Path(input_dir)
-    if not input_dir.is_dir():
-        raise DataError(f"input_dir={input_dir} is not a folder: point it at a folder of images")
-    files = list_images(input_dir)
-    if not files:
-        raise DataError(f"input_dir={input_dir} holds no images (.jpg, .png, .bmp, .webp)")
-    if output_dir is None:
-        output_dir = Path("translated") / f"{input_dir.resolve().name}_{direction}"
-    output_dir = Path(output_dir)
-    if output_dir.resolve() == input_dir.resolve():
-        raise GantransError(
-            "output_dir is the input folder: choose another one so no input is overwritten"
-        )
-    if batch_size < 1:
-        raise GantransError(f"batch_size must be positive, got {batch_size}")
-    channels, multiple = int(arch["in_channels"]), size_multiple(arch)
-    output_dir.mkdir(parents=True, exist_ok=True)
+    out_arg = output if output is not None else output_dir
+    job = _resolve(
+        None if input is None else str(input),
+        None if input_dir is None else str(input_dir),
+        None if out_arg is None else str(out_arg),
+        direction,
+    )
+    videos = [p for p in job.inputs if is_video(p)]
+    video_opts = VideoOptions(video_codec, video_crf, temporal_smoothing)
+    if videos:
+        check_video_options(video_opts, [job.names[p] for p in videos])
+    options = ApplyOptions(
+        batch_size, tile, overlap, blend, tile_stats, stats_pixels, max_pixels, memory_gb
+    )
+    translator = Translator(net, arch, dev, precision, options)
+    _check_outputs(job, translator, output_bit_depth)
+    job.output_dir.mkdir(parents=True, exist_ok=True)
 
-    # group by size (read from headers only) so each batch stacks
-    groups: dict[tuple[int, int], list[Path]] = defaultdict(list)
-    failed: list[str] = []
-    for path in files:
+    pictures = [p for p in job.inputs if is_picture(p)]
+    written, failed = translate_pictures(
+        translator,
+        pictures,
+        job.names,
+        job.output_dir,
+        bit_depth=output_bit_depth,
+        value_range=value_range,
+        progress=progress,
+        desc=direction,
+        strict=job.single,
+    )
+    done_videos = 0
+    for path in videos:
         try:
-            groups[oriented_size(path)].append(path)  # the size after EXIF rotation
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-            failed.append(f"{path.name} ({type(exc).__name__})")
-
-    written = 0
-    bar = tqdm(total=len(files) - len(failed), disable=not progress, unit="img", desc=direction)
-    with torch.inference_mode():
-        for paths in groups.values():
-            for i in range(0, len(paths), batch_size):
-                chunk, images, alphas = [], [], []
-                for path in paths[i : i + batch_size]:
-                    try:
-                        image, alpha = open_image_with_alpha(path, channels)
-                    except DataError:
-                        failed.append(f"{path.name} (corrupt)")
-                        bar.update(1)
-                        continue
-                    chunk.append(path)
-                    images.append(pil_to_tensor(image))
-                    alphas.append(alpha)
-                if not images:
-                    continue
-                batch, h, w = _pad(torch.stack(images).to(dev), multiple)
-                with autocast(dev, precision):
-                    out = net(batch)[..., :h, :w].float().cpu()  # crop back to the input size
-                for path, image_out, alpha in zip(chunk, out, alphas, strict=True):
-                    _save(image_out, alpha, output_dir / path.name)
-                    written += 1
-                bar.update(len(chunk))
-    bar.close()
-    return output_dir, written, failed
+            translate_video(
+                translator, path, job.output_dir / job.names[path], video_opts, progress=progress
+            )
+            done_videos += 1
+        except DataError as exc:
+            if job.single:
+                raise
+            failed.append(f"{path.name} ({exc})")
+    what = " and ".join(
+        [f"{written} image(s)"] * bool(pictures or not videos)
+        + [f"{done_videos} video(s)"] * bool(videos)
+    )
+    log.info("translated %s %s into %s", what, direction, job.output_dir)
+    return job.output_dir, written + done_videos, failed
 
 
 def main(cfg: DictConfig) -> None:
     """Entry point of `gantrans translate`."""
-    opts = to_plain(cfg)
-    out, written, failed = translate_folder(**opts)
-    log.info("translated %d image(s) %s into %s", written, opts["direction"], out)
+    _, _, failed = translate_folder(**to_plain(cfg))
     if failed:
         shown = ", ".join(failed[:5]) + (f" and {len(failed) - 5} more" if len(failed) > 5 else "")
-        raise DataError(f"{len(failed)} image(s) could not be read and were skipped: {shown}")
+        raise DataError(f"{len(failed)} file(s) could not be read and were skipped: {shown}")
