@@ -11,9 +11,9 @@ import torch
 from PIL import Image
 
 from gantrans import cli
-from gantrans.checkpoint import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, save_atomic
-from gantrans.cyclegan import CycleGAN
+from gantrans.checkpoint import pack, save_atomic
 from gantrans.data import DataError
+from gantrans.methods import CycleGAN
 
 # narrow networks at 32 px: a training step takes milliseconds on a CPU
 TINY_NETS = [
@@ -137,16 +137,12 @@ def make_checkpoint(path: Path, channels: int = 3, name: str = "resnet", seed: i
     }
     net = CycleGAN(gen, disc)
     save_atomic(
-        {
-            "format": CHECKPOINT_FORMAT,
-            "version": CHECKPOINT_VERSION,
-            "arch": {"generator": gen, "discriminator": disc},
-            "models": {n: getattr(net, n).state_dict() for n in ("G_A", "G_B", "D_A", "D_B")},
-            "step": 0,
-            "epoch": 0,
-            "epoch_step": 0,
-            "config": {},
-        },
+        pack(
+            method="cyclegan",
+            directions={"AtoB": "G_A", "BtoA": "G_B"},
+            arch={"generator": gen, "discriminator": disc},
+            models={n: getattr(net, n).state_dict() for n in ("G_A", "G_B", "D_A", "D_B")},
+        ),
         path,
     )
     return path

@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from gantrans.checkpoint import load_checkpoint
-from gantrans.translate import load_generator
+from gantrans.loader import load_generator
 
 from .conftest import write_image
 

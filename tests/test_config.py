@@ -10,9 +10,14 @@ import torch
 from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 
-from gantrans.config import check_train_config, register_configs, to_plain
-from gantrans.cyclegan import CycleGAN, discriminator_arch, generator_arch
+from gantrans.config import (
+    check_train_config,
+    compose_train_config,
+    register_configs,
+    to_plain,
+)
 from gantrans.errors import ConfigError
+from gantrans.methods import CycleGAN, discriminator_arch, generator_arch
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
@@ -31,16 +36,40 @@ def test_groups_ship_the_documented_options():
     assert options("model") == ["resnet6", "resnet9", "unet128", "unet256"]
     assert options("discriminator") == ["patchgan", "pixel"]
     assert options("loss") == ["bce", "lsgan", "wgangp"]
+    assert options("method") == ["cut", "cyclegan", "fastcut"]
     assert {"shapes", "folder"} <= set(options("dataset"))
 
 
 def test_paper_defaults():
-    cfg = compose_train([])
-    assert cfg.loss.name == "lsgan"
+    cfg = compose_train_config([])
+    assert cfg.method.name == "cyclegan" and cfg.loss.name == "lsgan"
     assert cfg.loss.lambda_cycle == 10.0 and cfg.loss.lambda_identity == 0.5
     assert cfg.train.lr == 2e-4 and (cfg.train.beta1, cfg.train.beta2) == (0.5, 0.999)
     assert cfg.train.pool_size == 50 and cfg.model.init_gain == 0.02
     assert cfg.model.norm == "instance" and cfg.discriminator.n_layers == 3
+
+
+def test_cut_and_fastcut_defaults_are_the_papers():
+    cut = compose_train_config(["method=cut"])
+    assert (cut.method.lambda_GAN, cut.method.lambda_NCE, cut.method.nce_idt) == (1.0, 1.0, True)
+    assert (cut.method.num_patches, cut.method.nce_T, cut.method.head_units) == (256, 0.07, 256)
+    assert cut.method.nce_layers is None and cut.method.flip_equivariance is False
+    assert cut.train.pool_size == 0 and cut.loss.lambda_cycle is None  # no buffer, no cycle
+    fast = compose_train_config(["method=fastcut"])
+    assert (fast.method.lambda_NCE, fast.method.nce_idt, fast.method.flip_equivariance) == (
+        10.0,
+        False,
+        True,
+    )
+    # an explicit value wins over the method's default
+    assert compose_train_config(["method=cut", "train.pool_size=8"]).train.pool_size == 8
+
+
+def test_a_default_is_stated_once():
+    """The train options' defaults live in the schema; the default run's length in its recipe."""
+    assert "train:" not in (CONFIGS / "train.yaml").read_text()
+    assert compose_train_config(["dataset=smiles"]).train.n_epochs_decay == 100  # the paper's
+    assert compose_train_config([]).train.n_epochs_decay == 1  # the shapes recipe
 
 
 @pytest.mark.parametrize(
@@ -86,6 +115,16 @@ def test_folder_dataset_composes(tmp_path):
         (["model=unet256"], "multiple of 256"),
         (["+model.foo=1"], "model.foo is not an option"),
         (["loss.critic_steps=0"], "loss.critic_steps"),
+        (["method=cut", "loss.lambda_cycle=10"], "loss.lambda_cycle does not apply to method=cut"),
+        (["method=fastcut", "loss.lambda_identity=0"], "loss.lambda_identity does not apply"),
+        (["method=cut", "method.num_patches=0"], "method.num_patches must be positive"),
+        (["method=cut", "method.nce_layers=[4,4]"], "must be distinct layer indices"),
+        (["method=cut", "method.lambda_NCE=0", "method.lambda_GAN=0"], "not both 0"),
+        (
+            ["method=cut", "train.eval_every=1", "train.eval_metric=fid_BtoA"],
+            "not measured for method=cut, which translates AtoB only",
+        ),
+        (["method=cut", "train.eval_every=1", "train.eval_metric=cycle_psnr_A"], "AtoB only"),
     ],
 )
 def test_impossible_values_are_one_line_config_errors(overrides, message):

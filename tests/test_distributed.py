@@ -53,7 +53,7 @@ def weights(path: Path) -> dict[str, torch.Tensor]:
 
 def outputs(path: Path) -> dict[str, torch.Tensor]:
     """Each network's output on a fixed input, in eval mode."""
-    from gantrans.cyclegan import CycleGAN
+    from gantrans.methods import CycleGAN
 
     ckpt = load_checkpoint(path)
     net = CycleGAN(ckpt["arch"]["generator"], ckpt["arch"]["discriminator"]).eval()

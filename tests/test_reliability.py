@@ -27,7 +27,7 @@ def run_dir_args(run: Path, *extra: str) -> list[str]:
 
 def poison_step(monkeypatch, at_steps: set[int]):
     """Make the training step report a NaN loss at the given (1-based) steps, once each."""
-    real = train._train_step
+    real = train.train_step
     seen: set[int] = set()
 
     def step(st, *args, **kwargs):
@@ -37,7 +37,7 @@ def poison_step(monkeypatch, at_steps: set[int]):
             terms["cycle_A"] = torch.tensor(float("nan"))
         return terms
 
-    monkeypatch.setattr(train, "_train_step", step)
+    monkeypatch.setattr(train, "train_step", step)
 
 
 def test_nan_stops_with_the_term_and_step_and_keeps_the_good_checkpoint(
@@ -190,7 +190,7 @@ def test_out_of_memory_names_the_settings_that_reduce_memory(gantrans, tmp_path,
     def oom(*args, **kwargs):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
-    monkeypatch.setattr(train, "_train_step", oom)
+    monkeypatch.setattr(train, "train_step", oom)
     code, _, err = gantrans(*run_dir_args(tmp_path / "run", "train.max_steps=2"))
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert (
