@@ -138,3 +138,22 @@ def test_resolved_config_is_plain_and_yaml_safe():
     plain = to_plain(compose_train([]))
     assert plain["model"]["norm"] == "instance" and isinstance(plain["model"]["norm"], str)
     assert OmegaConf.to_yaml(plain)
+
+
+@pytest.mark.parametrize("method", options("method"))
+def test_every_method_builds_and_translates_what_its_schema_says(method):
+    from gantrans.config import method_schema
+    from gantrans.engine import build_training
+
+    overrides = [f"method={method}", "model.ngf=2", "discriminator.ndf=2", "precision=fp32"]
+    st = build_training(compose_train_config(overrides), torch.device("cpu"))
+    assert st.method.name == method
+    assert tuple(st.method.directions) == method_schema(compose_train(overrides)).directions
+    for direction in st.method.directions:
+        with torch.no_grad():
+            assert st.method.translator(direction)(torch.zeros(1, 3, 32, 32)).shape == (
+                1,
+                3,
+                32,
+                32,
+            )

@@ -18,15 +18,19 @@ from gantrans import checkpoint, train
 from gantrans.checkpoint import load_checkpoint
 from gantrans.diagnostics import Diagnostics
 
-from .conftest import TINY
+from .conftest import TINY, TINY_CUT
+
+METHODS = pytest.mark.parametrize(
+    "method,term", [([], "cycle_A"), (TINY_CUT, "NCE")], ids=["cyclegan", "cut"]
+)
 
 
 def run_dir_args(run: Path, *extra: str) -> list[str]:
     return ["train", *TINY, f"hydra.run.dir={run}", *extra]
 
 
-def poison_step(monkeypatch, at_steps: set[int]):
-    """Make the training step report a NaN loss at the given (1-based) steps, once each."""
+def poison_step(monkeypatch, at_steps: set[int], term: str = "cycle_A"):
+    """Make the training step report a NaN `term` at the given (1-based) steps, once each."""
     real = train.train_step
     seen: set[int] = set()
 
@@ -34,31 +38,36 @@ def poison_step(monkeypatch, at_steps: set[int]):
         terms = real(st, *args, **kwargs)
         if st.step + 1 in at_steps and st.step + 1 not in seen:
             seen.add(st.step + 1)
-            terms["cycle_A"] = torch.tensor(float("nan"))
+            terms[term] = torch.tensor(float("nan"))
         return terms
 
     monkeypatch.setattr(train, "train_step", step)
 
 
+@METHODS
 def test_nan_stops_with_the_term_and_step_and_keeps_the_good_checkpoint(
-    gantrans, tmp_path, monkeypatch
+    gantrans, tmp_path, monkeypatch, method, term
 ):
-    poison_step(monkeypatch, {4})
+    poison_step(monkeypatch, {4}, term)
     run = tmp_path / "run"
-    code, _, err = gantrans(*run_dir_args(run, "train.max_steps=6", "train.checkpoint_every=2"))
+    code, _, err = gantrans(
+        *run_dir_args(run, *method, "train.max_steps=6", "train.checkpoint_every=2")
+    )
     assert code == 2
     line = err.strip().splitlines()[-1]
-    assert "loss cycle_A became non-finite at step 4" in line
+    assert f"loss {term} became non-finite at step 4" in line
     ckpt = load_checkpoint(run / "checkpoints" / "latest.pt")
     assert ckpt["step"] == 2  # the last good one, not a poisoned state
 
 
-def test_nan_rolls_back_with_a_lower_learning_rate(gantrans, tmp_path, monkeypatch):
-    poison_step(monkeypatch, {4})
+@METHODS
+def test_nan_rolls_back_with_a_lower_learning_rate(gantrans, tmp_path, monkeypatch, method, term):
+    poison_step(monkeypatch, {4}, term)
     run = tmp_path / "run"
     code, out, err = gantrans(
         *run_dir_args(
             run,
+            *method,
             "train.max_steps=6",
             "train.checkpoint_every=2",
             "train.on_nonfinite=rollback",
@@ -70,6 +79,7 @@ def test_nan_rolls_back_with_a_lower_learning_rate(gantrans, tmp_path, monkeypat
     ckpt = load_checkpoint(run / "checkpoints" / "latest.pt")
     assert ckpt["step"] == 6
     assert ckpt["schedulers"]["G"]["base_lrs"] == [pytest.approx(1e-4)]
+    assert ckpt["schedulers"]["D"]["base_lrs"] == [pytest.approx(1e-4)]
     for sd in ckpt["models"].values():
         assert all(torch.isfinite(v).all() for v in sd.values() if v.is_floating_point())
 
@@ -161,6 +171,26 @@ def test_sigint_finishes_the_step_saves_and_says_how_to_resume(tmp_path):
     assert "resume=auto" in out and "Traceback" not in out
     ckpt = load_checkpoint(run / "checkpoints" / "latest.pt")
     assert ckpt["step"] > 0
+
+
+def test_sigterm_stops_a_cut_run_with_a_checkpoint_it_resumes_from(tmp_path):
+    run = tmp_path / "run"
+    cmd = _train_cmd(run, *TINY_CUT, "train.max_steps=100000", "train.checkpoint_every=100000")
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    _wait_for(run / "tb", 60)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 143, out
+    assert "stopped by SIGTERM" in out and "resume=auto" in out and "Traceback" not in out
+    step = load_checkpoint(run / "checkpoints" / "latest.pt")["step"]
+    assert step > 0
+    resumed = subprocess.run(
+        [*_train_cmd(run, *TINY_CUT, f"train.max_steps={step + 2}", "resume=auto")],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert load_checkpoint(run / "checkpoints" / "latest.pt")["step"] == step + 2
 
 
 def test_kill_9_at_random_points_then_resume_completes(tmp_path):
