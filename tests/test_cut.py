@@ -174,6 +174,8 @@ def recompute_nce(gen: CUTGenerator, real_A: torch.Tensor, flip: bool, seed: int
 @pytest.mark.parametrize("flip", [False, True])
 @pytest.mark.parametrize("fuse", [False, True])
 def test_generator_phase_computes_patch_nce_as_defined(flip, fuse):
+    """Values and gradients: the keys' features, computed without a graph here, are detached in
+    the paper's loss, so G and the heads must get the same gradients as from the definition."""
     torch.manual_seed(0)
     G = build_generator({"name": "resnet", "in_channels": 3, "out_channels": 3, "ngf": 4,
                          "norm": "instance", "dropout": False, "n_blocks": 1})  # fmt: skip
@@ -181,11 +183,16 @@ def test_generator_phase_computes_patch_nce_as_defined(flip, fuse):
     heads = PatchSampler(G.encoder_channels(layers), 8)
     gen = CUTGenerator(G, heads, layers, num_patches=32, temperature=0.07, nce_idt=False, fuse=fuse)
     real_A = torch.rand(2, 3, 32, 32) * 2 - 1
+    params = [*G.parameters(), *heads.parameters()]
     torch.manual_seed(5)
     fake_B, idt_B, nce, nce_idt = gen(real_A, real_A, flip)
     assert idt_B is None and nce_idt is None
     torch.testing.assert_close(fake_B, G(real_A.flip(3) if flip else real_A))
-    torch.testing.assert_close(nce, recompute_nce(gen, real_A, flip, 5), rtol=1e-5, atol=1e-6)
+    got = torch.autograd.grad(nce, params)
+    expected = recompute_nce(gen, real_A, flip, 5)
+    torch.testing.assert_close(nce, expected, rtol=1e-5, atol=1e-6)
+    for g, e in zip(got, torch.autograd.grad(expected, params), strict=True):
+        torch.testing.assert_close(g, e, rtol=1e-4, atol=1e-7)
 
 
 def test_patches_are_shared_by_the_batch_and_capped_by_the_map():

@@ -142,32 +142,59 @@ class CUTGenerator(nn.Module):
         n = real_A.shape[0]
         # G(A) and G(B) in one call, flipped together (as the paper's code does, batch norm too)
         real = torch.cat([real_A, real_B]) if self.nce_idt else real_A
-        fake = self.G(real.flip(3) if flip else real)
+        keys = None
+        if self.F is not None and self._reuse_keys(flip):
+            # the translation's own encoder features are the keys: the same values as a
+            # separate encoding (per-sample norms, no dropout, no flip), one pass fewer
+            fake, feats = self.G.translate_and_encode(real, self.layers)
+            keys = self._split([f.detach() for f in feats], n)
+        else:
+            fake = self.G(real.flip(3) if flip else real)
         fake_B, idt_B = fake[:n], (fake[n:] if self.nce_idt else None)
         if self.F is None:
             return fake_B, idt_B, None, None
         pairs = [(real_A, fake_B)] + ([(real_B, idt_B)] if self.nce_idt else [])
-        terms = self._nce(pairs, flip)
+        terms = self._nce(pairs, flip, keys)
         return fake_B, idt_B, terms[0], (terms[1] if self.nce_idt else None)
 
-    def _nce(self, pairs: list[tuple[torch.Tensor, torch.Tensor]], flip: bool) -> list:
-        """PatchNCE(translation, input) for each (input, translation) pair."""
+    def _reuse_keys(self, flip: bool) -> bool:
+        """Whether the translation pass can give the keys' features."""
+        return (
+            self.fuse
+            and not flip
+            and hasattr(self.G, "translate_and_encode")
+            and not any(isinstance(m, nn.Dropout) for m in self.G.modules())
+        )
+
+    def _nce(
+        self,
+        pairs: list[tuple[torch.Tensor, torch.Tensor]],
+        flip: bool,
+        keys: list[list[torch.Tensor]] | None = None,
+    ) -> list:
+        """PatchNCE(translation, input) for each (input, translation) pair; `keys`: the inputs'
+        features if already known."""
+        # No gradient flows through the keys (the paper detaches them in the loss), so they are
+        # computed without a graph: the same gradients, and backward skips their half.
         n = pairs[0][0].shape[0]
-        if self.fuse:  # one encoder call on [queries..., keys...]: per-sample norms only
-            inputs = [q for _, q in pairs] + [k for k, _ in pairs]
-            feats = self.G.encode(torch.cat(inputs), self.layers)
-            chunks = [[f[i * n : (i + 1) * n] for f in feats] for i in range(len(inputs))]
-            queries, keys = chunks[: len(pairs)], chunks[len(pairs) :]
+        if self.fuse:  # one encoder call for the queries, one for the keys: per-sample norms
+            queries = self._split(self.G.encode(torch.cat([q for _, q in pairs]), self.layers), n)
+            if keys is None:
+                with torch.no_grad():
+                    inputs = torch.cat([k for k, _ in pairs])
+                    keys = self._split(self.G.encode(inputs, self.layers), n)
         else:  # the paper's calls: the translation's features, then the input's
             queries, keys = [], []
             for key, query in pairs:
                 queries.append(self.G.encode(query, self.layers))
-                keys.append(self.G.encode(key, self.layers))
+                with torch.no_grad():
+                    keys.append(self.G.encode(key, self.layers))
         losses = []
         for q_feats, k_feats in zip(queries, keys, strict=True):
             if flip:  # G saw the flipped input: flip its features back to the input's places
                 q_feats = [f.flip(3) for f in q_feats]
-            k_pool, ids = self.F(k_feats, self.num_patches)
+            with torch.no_grad():
+                k_pool, ids = self.F(k_feats, self.num_patches)
             q_pool, _ = self.F(q_feats, self.num_patches, ids)
             per_layer = [
                 patch_nce(q, k, n, self.temperature).mean()
@@ -175,6 +202,12 @@ class CUTGenerator(nn.Module):
             ]
             losses.append(sum(per_layer) / len(per_layer))
         return losses
+
+    @staticmethod
+    def _split(feats: list[torch.Tensor], n: int) -> list[list[torch.Tensor]]:
+        """Per-layer features of k stacked batches of n -> k lists of per-layer features."""
+        chunks = [f.split(n) for f in feats]
+        return [list(per_layer) for per_layer in zip(*chunks, strict=True)]
 
 
 class DiscriminatorScores(nn.Module):

@@ -265,15 +265,26 @@ class ResnetGenerator(nn.Module):
         Returns:
             One (N, C_l, H_l, W_l) feature map per entry of ``layers``, in that order.
         """
+        return self._run(x, layers, translate=False)[1]
+
+    def translate_and_encode(
+        self, x: torch.Tensor, layers: Sequence[int]
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """``forward(x)`` and ``encode(x, layers)`` from one pass (the encoder runs once)."""
+        return self._run(x, layers, translate=True)
+
+    def _run(
+        self, x: torch.Tensor, layers: Sequence[int], translate: bool
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         _check_layers(layers, self.encoder_layers, "ResNet layer")
         wanted, feats = set(layers), {}
-        for i, layer in enumerate(self.model[: max(layers) + 1]):
+        for i, layer in enumerate(self.model if translate else self.model[: max(layers) + 1]):
             if i - 1 in wanted and getattr(layer, "inplace", False):
                 x = x.clone()  # an in-place ReLU must not change a stored feature map
             x = layer(x)
             if i in wanted:
                 feats[i] = x
-        return [feats[i] for i in layers]
+        return x, [feats[i] for i in layers]
 
     def encoder_channels(self, layers: Sequence[int]) -> list[int]:
         """The channels of `encode`'s feature maps, read from the layers (no forward pass)."""
