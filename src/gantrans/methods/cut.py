@@ -137,15 +137,23 @@ class CUTGenerator(nn.Module):
         self.G, self.F = G, F  # references: the method owns them
         self.layers, self.num_patches, self.temperature = list(layers), num_patches, temperature
         self.nce_idt, self.fuse = nce_idt, fuse
+        # the translation pass gives the inputs' features too when they are the same values as
+        # a separate encoding: per-sample norms (fused), no dropout (and no flip, per step); a
+        # generator whose forward is more than its layers in a row (input_skip) encodes apart
+        self.keys_from_translation = (
+            fuse
+            and hasattr(G, "translate_and_encode")
+            and not getattr(G, "input_skip", False)
+            and not any(isinstance(m, nn.Dropout) for m in G.modules())
+        )
 
     def forward(self, real_A: torch.Tensor, real_B: torch.Tensor, flip: bool = False) -> tuple:
         n = real_A.shape[0]
         # G(A) and G(B) in one call, flipped together (as the paper's code does, batch norm too)
         real = torch.cat([real_A, real_B]) if self.nce_idt else real_A
         keys = None
-        if self.F is not None and self._reuse_keys(flip):
-            # the translation's own encoder features are the keys: the same values as a
-            # separate encoding (per-sample norms, no dropout, no flip), one pass fewer
+        if self.F is not None and self.keys_from_translation and not flip:
+            # the translation's own encoder features are the keys: one encoder pass fewer
             fake, feats = self.G.translate_and_encode(real, self.layers)
             keys = self._split([f.detach() for f in feats], n)
         else:
@@ -156,15 +164,6 @@ class CUTGenerator(nn.Module):
         pairs = [(real_A, fake_B)] + ([(real_B, idt_B)] if self.nce_idt else [])
         terms = self._nce(pairs, flip, keys)
         return fake_B, idt_B, terms[0], (terms[1] if self.nce_idt else None)
-
-    def _reuse_keys(self, flip: bool) -> bool:
-        """Whether the translation pass can give the keys' features."""
-        return (
-            self.fuse
-            and not flip
-            and hasattr(self.G, "translate_and_encode")
-            and not any(isinstance(m, nn.Dropout) for m in self.G.modules())
-        )
 
     def _nce(
         self,
