@@ -173,7 +173,7 @@ def test_sigint_finishes_the_step_saves_and_says_how_to_resume(tmp_path):
     assert ckpt["step"] > 0
 
 
-def test_sigterm_stops_a_cut_run_with_a_checkpoint_it_resumes_from(tmp_path):
+def test_sigterm_stops_a_cut_run_with_a_checkpoint(tmp_path):
     run = tmp_path / "run"
     cmd = _train_cmd(run, *TINY_CUT, "train.max_steps=100000", "train.checkpoint_every=100000")
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -183,14 +183,9 @@ def test_sigterm_stops_a_cut_run_with_a_checkpoint_it_resumes_from(tmp_path):
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 143, out
     assert "stopped by SIGTERM" in out and "resume=auto" in out and "Traceback" not in out
-    step = load_checkpoint(run / "checkpoints" / "latest.pt")["step"]
-    assert step > 0
-    resumed = subprocess.run(
-        [*_train_cmd(run, *TINY_CUT, f"train.max_steps={step + 2}", "resume=auto")],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-    assert load_checkpoint(run / "checkpoints" / "latest.pt")["step"] == step + 2
+    ckpt = load_checkpoint(run / "checkpoints" / "latest.pt")
+    assert ckpt["method"] == "cut" and ckpt["step"] > 0 and set(ckpt["models"]) == {"G", "D", "F"}
+    assert ckpt["step"] == ckpt["schedulers"]["G"]["last_epoch"]  # the state of that very step
 
 
 def test_kill_9_at_random_points_then_resume_completes(tmp_path):
