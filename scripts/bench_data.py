@@ -20,22 +20,12 @@ import platform
 import time
 
 import torch
-from hydra import compose, initialize_config_module
 from torch.utils.data import DataLoader
 
-from gantrans.config import check_train_config, register_configs, to_plain
+from gantrans.config import TrainConfig, compose_train_config, to_plain
 from gantrans.data import UnpairedDataset, UnpairedSampler, build_domains
+from gantrans.engine import build_training, train_step
 from gantrans.runtime import resolve_device
-from gantrans.train import _train_step, build_training
-
-
-def compose_train(dataset: str, overrides: list[str]) -> dict:
-    """The resolved train config for ``dataset=NAME`` plus ``overrides``, as plain dicts."""
-    register_configs()
-    with initialize_config_module("gantrans.configs", version_base="1.3"):
-        cfg = compose("train", overrides=[f"dataset={dataset}", *overrides])
-    check_train_config(cfg)
-    return to_plain(cfg)
 
 
 def loader_rate(
@@ -66,26 +56,22 @@ def loader_rate(
     return count / max(elapsed, 1e-9), first
 
 
-def step_rate(cfg: dict, data: UnpairedDataset, batch: int, steps: int, device: str) -> float:
-    """Training pairs per second of the loop's own step (`gantrans.train._train_step`), built as
-    `gantrans train` builds it; the data is already in memory."""
+def step_rate(
+    cfg: TrainConfig, data: UnpairedDataset, batch: int, steps: int, device: str
+) -> float:
+    """Training pairs per second of the loop's own step (`gantrans.engine.train_step`), built
+    as `gantrans train` builds it; the data is already in memory."""
     dev = resolve_device(device)
-    torch.manual_seed(cfg["seed"])
-    t = cfg["train"]
-    st, objective = build_training(
-        model=cfg["model"], discriminator=cfg["discriminator"], loss=cfg["loss"],
-        channels=int(cfg["dataset"]["channels"]), device=dev, lr=t["lr"],
-        betas=(t["beta1"], t["beta2"]), pool_size=t["pool_size"], precision=cfg["precision"],
-        fuse_passes=t["fuse_passes"],
-    )  # fmt: skip
-    pairs = objective.pairs(st.net)
+    torch.manual_seed(cfg.seed)
+    st = build_training(cfg, dev)
     items = [data[(i, i, i)] for i in range(batch)]
-    real_a = torch.stack([x["A"] for x in items]).to(dev)  # (N, C, H, W) in [-1, 1]
-    real_b = torch.stack([x["B"] for x in items]).to(dev)
+    real = {  # (N, C, H, W) in [-1, 1]
+        d: torch.stack([x[d] for x in items]).to(dev) for d in ("A", "B")
+    }
     times = []
     for _ in range(steps + 2):
         t0 = time.perf_counter()
-        _train_step(st, objective, pairs, real_a, real_b, dev, cfg["precision"], critic_steps=1)
+        train_step(st, real)
         if dev.type == "cuda":
             torch.cuda.synchronize()
         times.append(time.perf_counter() - t0)
@@ -111,9 +97,9 @@ def main() -> None:
 
     results = []
     for name in args.datasets:
-        cfg = compose_train(name, list(args.set))
+        cfg = compose_train_config([f"dataset={name}", *args.set])
         t0 = time.perf_counter()
-        a, b = build_domains(cfg["dataset"], "train", int(cfg["dataset"]["channels"]))
+        a, b = build_domains(to_plain(cfg.dataset), "train", int(cfg.dataset.channels))
         build_s = time.perf_counter() - t0
         data = UnpairedDataset(a, b, augment=True)
         row = {"dataset": name, "pairs": len(data), "build_s": round(build_s, 2), "loader": []}

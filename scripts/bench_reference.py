@@ -2,7 +2,7 @@
 
 Times the reference's own training step (`CycleGANModel.set_input` + `optimize_parameters`
 from a checkout of junyanz/pytorch-CycleGAN-and-pix2pix) and gantrans's training step
-(`gantrans.train._train_step`, built as `gantrans train` builds it) in the same process, in
+(`gantrans.engine.train_step`, built as `gantrans train` builds it) in the same process, in
 interleaved rounds: every round runs a few steps of each contender in turn, so a change in the
 machine's load hits all of them alike. Same problem for all: ResNet generators, 3-layer
 PatchGANs with instance norm, LSGAN, cycle 10, identity 0.5, pool 50, Adam(2e-4, 0.5), random
@@ -33,8 +33,8 @@ from pathlib import Path
 import torch
 from benchmark import batch, build, device_name, timed
 
+from gantrans.engine import train_step
 from gantrans.runtime import resolve_device
-from gantrans.train import _train_step
 
 LOSS_NAMES = ("G_A", "G_B", "cycle_A", "cycle_B", "idt_A", "idt_B", "D_A", "D_B")
 CONTENDERS = {  # name: (precision, fuse, channels_last, compile)
@@ -118,19 +118,16 @@ def main() -> None:
     for name in names:
         precision, fuse, channels_last, compiled = CONTENDERS[name]
         cfg = argparse.Namespace(**vars(args), precision=precision, fuse=fuse,
-                                 channels_last=channels_last)  # fmt: skip
-        st, objective = build(cfg, dev)
-        for net in ("G_A", "G_B", "D_A", "D_B"):  # start from the reference's initial weights
-            getattr(st.net, net).load_state_dict(getattr(ref, f"net{net}").state_dict())
-        pairs = objective.pairs(st.net)
-        if compiled:
-            pairs = tuple(torch.compile(p) for p in pairs)
+                                 channels_last=channels_last, compile=compiled)  # fmt: skip
+        st = build(cfg, dev)
+        for name, net in st.method.networks().items():  # the reference's initial weights
+            net.load_state_dict(getattr(ref, f"net{name}").state_dict())
 
-        def step(real_A, real_B, st=st, objective=objective, pairs=pairs, cfg=cfg) -> dict:
+        def step(real_A, real_B, st=st, cfg=cfg) -> dict:
             if cfg.channels_last:
                 real_A = real_A.contiguous(memory_format=torch.channels_last)
                 real_B = real_B.contiguous(memory_format=torch.channels_last)
-            terms = _train_step(st, objective, pairs, real_A, real_B, dev, cfg.precision, 1)
+            terms = train_step(st, {"A": real_A, "B": real_B})
             st.step += 1
             return {name: float(terms[name]) for name in LOSS_NAMES}
 

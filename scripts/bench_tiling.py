@@ -28,9 +28,9 @@ from PIL import Image, ImageDraw
 
 from gantrans.applying import ApplyOptions, Translator
 from gantrans.data.pixels import read_picture
+from gantrans.loader import load_generator
 from gantrans.runtime import resolve_precision
 from gantrans.tiling import Tiling, tile_spans
-from gantrans.translate import load_generator
 
 
 def shapes_scene(width: int, height: int, seed: int = 0) -> Image.Image:

@@ -1,7 +1,7 @@
 """Training and translation speed of one configuration: iterations/s, images/s, peak memory.
 
-Times gantrans's own training step (`gantrans.train._train_step`, the function the loop runs)
-on synthetic batches, so the data pipeline is left out (scripts/bench_data.py measures that),
+Times gantrans's own training step (`gantrans.engine.train_step`, the function the loop runs)
+of a method (`--method cyclegan|cut|fastcut`) on synthetic batches, so the data pipeline is left out (scripts/bench_data.py measures that),
 and the generator's inference speed as `gantrans translate` runs it. On CUDA it also estimates
 model FLOP utilisation (FLOPs counted by torch.utils.flop_counter over one step, against the
 GPU's datasheet peak); `--flops` adds the same on a CPU, against the faster of a large matmul and
@@ -9,6 +9,7 @@ a large convolution timed on the spot.
 
     python scripts/benchmark.py --model resnet6 --size 64 --channels 1 --batch 1 --precision bf16
     python scripts/benchmark.py --size 64 --channels 1 --no-fuse      # the reference's pass layout
+    python scripts/benchmark.py --size 64 --channels 1 --method cut   # CUT's step (fastcut too)
     python scripts/benchmark.py ... --json out.json
 
 `--no-fuse` runs every generator and discriminator call separately, as the reference
@@ -29,9 +30,9 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from gantrans.cyclegan import CycleGANLoss
+from gantrans.config import compose_train_config
+from gantrans.engine import TrainState, build_training, train_step
 from gantrans.runtime import DTYPES, autocast, resolve_device
-from gantrans.train import TrainState, _train_step, build_training
 
 # dense peak TFLOP/s by (device name fragment, precision), for the utilisation estimate
 PEAK_TFLOPS = {
@@ -41,24 +42,24 @@ PEAK_TFLOPS = {
 }  # fmt: skip
 
 
-def generator_arch(name: str, channels: int, ngf: int) -> dict:
-    base = {"in_channels": channels, "out_channels": channels, "ngf": ngf, "norm": "instance",
-            "dropout": False}  # fmt: skip
-    if name.startswith("resnet"):
-        return {**base, "name": "resnet", "n_blocks": int(name[len("resnet") :])}
-    return {**base, "name": "unet", "num_downs": {"unet128": 7, "unet256": 8}[name]}
-
-
-def build(args: argparse.Namespace, dev: torch.device) -> tuple[TrainState, CycleGANLoss]:
-    """The training state exactly as `gantrans train` builds it (paper defaults, constant LR)."""
+def build(args: argparse.Namespace, dev: torch.device) -> TrainState:
+    """The training state exactly as `gantrans train` builds it (the method's paper defaults,
+    constant LR), for `--method`, `--model`, `--ngf`, `--ndf`, `--channels`, `--size`,
+    `--precision`, `--no-fuse`, `--channels-last` and `--compile`."""
+    overrides = [
+        f"method={getattr(args, 'method', 'cyclegan')}",
+        f"model={args.model}",
+        f"model.ngf={args.ngf}",
+        f"discriminator.ndf={args.ndf}",
+        f"dataset.channels={args.channels}",
+        f"dataset.image_size={args.size}",
+        f"precision={args.precision}",
+        f"train.fuse_passes={args.fuse}",
+        f"train.channels_last={args.channels_last}",
+        f"train.compile={getattr(args, 'compile', False)}",
+    ]
     torch.manual_seed(0)
-    disc = {"name": "patchgan", "ndf": args.ndf, "n_layers": 3, "norm": "instance"}
-    loss = {"name": "lsgan", "lambda_cycle": 10.0, "lambda_identity": 0.5, "lambda_gp": 10.0}
-    return build_training(
-        model=generator_arch(args.model, args.channels, args.ngf), discriminator=disc, loss=loss,
-        channels=args.channels, device=dev, precision=args.precision, fuse_passes=args.fuse,
-        channels_last=args.channels_last,
-    )  # fmt: skip
+    return build_training(compose_train_config(overrides), dev)
 
 
 def batch(args: argparse.Namespace, dev: torch.device, n: int) -> torch.Tensor:
@@ -131,15 +132,12 @@ def count_flops(fn) -> float:
 
 
 def training_step(args: argparse.Namespace, dev: torch.device) -> Callable[[], None]:
-    """One call = one step of the loop's own `_train_step` on a fixed synthetic batch."""
-    st, objective = build(args, dev)
-    pairs = objective.pairs(st.net)
-    if args.compile:
-        pairs = tuple(torch.compile(p) for p in pairs)
-    real_A, real_B = batch(args, dev, args.batch), batch(args, dev, args.batch)
+    """One call = one step of the loop's own `train_step` on a fixed synthetic batch."""
+    st = build(args, dev)
+    real = {"A": batch(args, dev, args.batch), "B": batch(args, dev, args.batch)}
 
     def step() -> None:
-        _train_step(st, objective, pairs, real_A, real_B, dev, args.precision, critic_steps=1)
+        train_step(st, real)
 
     return step
 
@@ -186,8 +184,7 @@ def time_training(args: argparse.Namespace, dev: torch.device) -> dict:
 
 @torch.inference_mode()
 def time_translate(args: argparse.Namespace, dev: torch.device) -> dict:
-    st, _ = build(args, dev)
-    net = st.net.G_A.eval()
+    net = build(args, dev).method.translator("AtoB").eval()
     x = batch(args, dev, args.translate_batch)
 
     def infer() -> None:
@@ -204,6 +201,7 @@ def time_translate(args: argparse.Namespace, dev: torch.device) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--method", default="cyclegan", choices=["cyclegan", "cut", "fastcut"])
     parser.add_argument("--model", default="resnet6", help="resnet6 | resnet9 | unet128 | unet256")
     parser.add_argument("--ngf", type=int, default=64)
     parser.add_argument("--ndf", type=int, default=64)

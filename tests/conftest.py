@@ -11,9 +11,9 @@ import torch
 from PIL import Image
 
 from gantrans import cli
-from gantrans.checkpoint import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, save_atomic
-from gantrans.cyclegan import CycleGAN
+from gantrans.checkpoint import pack, save_atomic
 from gantrans.data import DataError
+from gantrans.methods import CycleGAN
 
 # narrow networks at 32 px: a training step takes milliseconds on a CPU
 TINY_NETS = [
@@ -28,6 +28,8 @@ TINY_NETS = [
     "train.num_samples=2",
 ]
 TINY = [*TINY_NETS, "dataset.train_size=16", "dataset.test_size=4"]
+# CUT with narrow projection heads (the paper's 256 units would dominate a tiny generator)
+TINY_CUT = ["method=cut", "method.head_units=16"]
 
 # Tiny networks gain nothing from several threads, and on a 2-core machine the subprocess
 # tests (torchrun, kill -9) would oversubscribe the cores; children inherit the variable.
@@ -137,16 +139,12 @@ def make_checkpoint(path: Path, channels: int = 3, name: str = "resnet", seed: i
     }
     net = CycleGAN(gen, disc)
     save_atomic(
-        {
-            "format": CHECKPOINT_FORMAT,
-            "version": CHECKPOINT_VERSION,
-            "arch": {"generator": gen, "discriminator": disc},
-            "models": {n: getattr(net, n).state_dict() for n in ("G_A", "G_B", "D_A", "D_B")},
-            "step": 0,
-            "epoch": 0,
-            "epoch_step": 0,
-            "config": {},
-        },
+        pack(
+            method="cyclegan",
+            directions={"AtoB": "G_A", "BtoA": "G_B"},
+            arch={"generator": gen, "discriminator": disc},
+            models={n: getattr(net, n).state_dict() for n in ("G_A", "G_B", "D_A", "D_B")},
+        ),
         path,
     )
     return path
@@ -155,3 +153,19 @@ def make_checkpoint(path: Path, channels: int = 3, name: str = "resnet", seed: i
 @pytest.fixture
 def tiny_ckpt(tmp_path: Path) -> Path:
     return make_checkpoint(tmp_path / "tiny.pt")
+
+
+def make_cut_checkpoint(path: Path, *overrides: str) -> Path:
+    """A valid checkpoint of an untrained tiny CUT model on the tiny shapes set."""
+    from gantrans.config import compose_train_config, to_plain
+    from gantrans.engine import build_training
+
+    cfg = compose_train_config([*TINY, *TINY_CUT, *overrides])
+    torch.manual_seed(0)
+    build_training(cfg, torch.device("cpu")).save(path, to_plain(cfg))
+    return path
+
+
+@pytest.fixture
+def cut_ckpt(tmp_path: Path) -> Path:
+    return make_cut_checkpoint(tmp_path / "run" / "checkpoints" / "latest.pt")

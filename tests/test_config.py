@@ -10,9 +10,14 @@ import torch
 from hydra import compose, initialize_config_module
 from omegaconf import OmegaConf
 
-from gantrans.config import check_train_config, register_configs, to_plain
-from gantrans.cyclegan import CycleGAN, discriminator_arch, generator_arch
+from gantrans.config import (
+    check_train_config,
+    compose_train_config,
+    register_configs,
+    to_plain,
+)
 from gantrans.errors import ConfigError
+from gantrans.methods import CycleGAN, discriminator_arch, generator_arch
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
@@ -31,12 +36,13 @@ def test_groups_ship_the_documented_options():
     assert options("model") == ["resnet6", "resnet9", "unet128", "unet256"]
     assert options("discriminator") == ["patchgan", "pixel"]
     assert options("loss") == ["bce", "lsgan", "wgangp"]
+    assert options("method") == ["cut", "cyclegan", "fastcut"]
     assert {"shapes", "folder"} <= set(options("dataset"))
 
 
 def test_paper_defaults():
-    cfg = compose_train(["dataset=folder", "dataset.root=/data"])  # no recipe for this set
-    assert cfg.loss.name == "lsgan"
+    cfg = compose_train_config(["dataset=folder", "dataset.root=/data"])  # no recipe for this set
+    assert cfg.method.name == "cyclegan" and cfg.loss.name == "lsgan"
     assert cfg.loss.lambda_cycle == 10.0 and cfg.loss.lambda_identity == 0.5
     assert cfg.train.lr == 2e-4 and (cfg.train.beta1, cfg.train.beta2) == (0.5, 0.999)
     assert cfg.train.pool_size == 50 and cfg.model.init_gain == 0.02
@@ -45,12 +51,37 @@ def test_paper_defaults():
 
 def test_recipes_apply_per_dataset_and_per_dataset_and_generator():
     default = compose_train([])  # shapes + resnet6: both recipe files
-    assert default.model.ngf == 32 and default.loss.lambda_identity == 1.0
+    assert default.model.ngf == 32 and default.loss.lambda_identity == 1.0  # shapes_cyclegan
+    # the identity weight is CycleGAN's: with CUT the shapes recipe leaves it out
+    assert compose_train(["method=cut"]).loss.lambda_identity is None
     assert default.model.input_skip is True
     assert compose_train(["model=resnet9"]).model.input_skip is False  # shapes.yaml only
     unet = compose_train(["model=unet128"])
     assert unet.model.ngf == 32 and "input_skip" not in unet.model
     assert compose_train(["dataset=smiles"]).model.input_skip is False
+
+
+def test_cut_and_fastcut_defaults_are_the_papers():
+    cut = compose_train_config(["method=cut"])
+    assert (cut.method.lambda_GAN, cut.method.lambda_NCE, cut.method.nce_idt) == (1.0, 1.0, True)
+    assert (cut.method.num_patches, cut.method.nce_T, cut.method.head_units) == (256, 0.07, 256)
+    assert cut.method.nce_layers is None and cut.method.flip_equivariance is False
+    assert cut.train.pool_size == 0 and cut.loss.lambda_cycle is None  # no buffer, no cycle
+    fast = compose_train_config(["method=fastcut"])
+    assert (fast.method.lambda_NCE, fast.method.nce_idt, fast.method.flip_equivariance) == (
+        10.0,
+        False,
+        True,
+    )
+    # an explicit value wins over the method's default
+    assert compose_train_config(["method=cut", "train.pool_size=8"]).train.pool_size == 8
+
+
+def test_a_default_is_stated_once():
+    """The train options' defaults live in the schema; the default run's length in its recipe."""
+    assert "train:" not in (CONFIGS / "train.yaml").read_text()
+    assert compose_train_config(["dataset=smiles"]).train.n_epochs_decay == 100  # the paper's
+    assert compose_train_config([]).train.n_epochs_decay == 1  # the shapes recipe
 
 
 @pytest.mark.parametrize(
@@ -96,6 +127,16 @@ def test_folder_dataset_composes(tmp_path):
         (["model=unet256"], "multiple of 256"),
         (["+model.foo=1"], "model.foo is not an option"),
         (["loss.critic_steps=0"], "loss.critic_steps"),
+        (["method=cut", "loss.lambda_cycle=10"], "loss.lambda_cycle does not apply to method=cut"),
+        (["method=fastcut", "loss.lambda_identity=0"], "loss.lambda_identity does not apply"),
+        (["method=cut", "method.num_patches=0"], "method.num_patches must be positive"),
+        (["method=cut", "method.nce_layers=[4,4]"], "must be distinct layer indices"),
+        (["method=cut", "method.lambda_NCE=0", "method.lambda_GAN=0"], "not both 0"),
+        (
+            ["method=cut", "train.eval_every=1", "train.eval_metric=fid_BtoA"],
+            "not measured for method=cut, which translates AtoB only",
+        ),
+        (["method=cut", "train.eval_every=1", "train.eval_metric=cycle_psnr_A"], "AtoB only"),
     ],
 )
 def test_impossible_values_are_one_line_config_errors(overrides, message):
@@ -109,3 +150,22 @@ def test_resolved_config_is_plain_and_yaml_safe():
     plain = to_plain(compose_train([]))
     assert plain["model"]["norm"] == "instance" and isinstance(plain["model"]["norm"], str)
     assert OmegaConf.to_yaml(plain)
+
+
+@pytest.mark.parametrize("method", options("method"))
+def test_every_method_builds_and_translates_what_its_schema_says(method):
+    from gantrans.config import method_schema
+    from gantrans.engine import build_training
+
+    overrides = [f"method={method}", "model.ngf=2", "discriminator.ndf=2", "precision=fp32"]
+    st = build_training(compose_train_config(overrides), torch.device("cpu"))
+    assert st.method.name == method
+    assert tuple(st.method.directions) == method_schema(compose_train(overrides)).directions
+    for direction in st.method.directions:
+        with torch.no_grad():
+            assert st.method.translator(direction)(torch.zeros(1, 3, 32, 32)).shape == (
+                1,
+                3,
+                32,
+                32,
+            )

@@ -12,7 +12,7 @@ import torch
 
 from gantrans.checkpoint import load_checkpoint
 
-from .conftest import TINY
+from .conftest import TINY, TINY_CUT
 
 pytestmark = pytest.mark.skipif(
     not torch.distributed.is_available() or shutil.which("torchrun") is None,
@@ -53,7 +53,7 @@ def weights(path: Path) -> dict[str, torch.Tensor]:
 
 def outputs(path: Path) -> dict[str, torch.Tensor]:
     """Each network's output on a fixed input, in eval mode."""
-    from gantrans.cyclegan import CycleGAN
+    from gantrans.methods import CycleGAN
 
     ckpt = load_checkpoint(path)
     net = CycleGAN(ckpt["arch"]["generator"], ckpt["arch"]["discriminator"]).eval()
@@ -103,3 +103,33 @@ def test_resume_under_ddp_matches_an_uninterrupted_run(tmp_path):
     b = weights(tmp_path / "split" / "checkpoints" / "latest.pt")
     for key in a:
         assert torch.equal(a[key], b[key]), key
+
+
+def test_cut_two_processes_match_one_process_with_the_global_batch(gantrans, tmp_path):
+    """CUT under DDP: G, the heads and D are averaged like CycleGAN's networks. With every
+    feature-map place sampled (num_patches above the largest map) the patches each rank draws
+    do not change the loss, so one process with the global batch must learn the same."""
+    from gantrans.models import build_discriminator, build_generator
+
+    cut = [*TINY_CUT, "method.num_patches=4096"]
+    ddp = torchrun(tmp_path / "ddp", *cut, "train.max_steps=3")
+    assert ddp.returncode == 0, ddp.stdout + ddp.stderr
+    assert "method cut" in ddp.stdout and "2 processes (DDP)" in ddp.stdout
+    code, _, err = gantrans(
+        "train", *COMMON, *cut, "train.batch_size=2", "train.max_steps=3",
+        f"hydra.run.dir={tmp_path / 'single'}",
+    )  # fmt: skip
+    assert code == 0, err
+    x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    out = []
+    for run in ("ddp", "single"):
+        ckpt = load_checkpoint(tmp_path / run / "checkpoints" / "latest.pt")
+        assert ckpt["method"] == "cut" and ckpt["step"] == 3
+        G = build_generator(ckpt["arch"]["generator"]).eval()
+        D = build_discriminator(ckpt["arch"]["discriminator"]).eval()
+        G.load_state_dict(ckpt["models"]["G"])
+        D.load_state_dict(ckpt["models"]["D"])
+        with torch.no_grad():
+            out.append((G(x), D(x)))
+    for a, b in zip(*out, strict=True):
+        assert torch.allclose(a, b, atol=1e-4)

@@ -11,9 +11,9 @@ from torch import nn
 
 from gantrans import judges
 from gantrans.checkpoint import load_checkpoint
-from gantrans.cyclegan import CycleGAN
 from gantrans.data import build_domains, tensor_to_pil
 from gantrans.evaluate import Evaluator, checks, run_dir_of
+from gantrans.methods import CycleGAN
 from gantrans.metric_names import LOWER_IS_BETTER, NEEDS_GENERATOR
 
 from .conftest import TINY, make_checkpoint, one_line_error

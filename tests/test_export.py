@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from gantrans import __version__, export
-from gantrans.translate import load_generator
+from gantrans.loader import load_generator
 
 from .conftest import make_checkpoint, one_line_error
 from .test_reference import arch_of, save_reference

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from gantrans import pretrained
-from gantrans.translate import load_generator
+from gantrans.loader import load_generator
 
 from .conftest import one_line_error, write_image
 from .test_reference import arch_of, reference_net

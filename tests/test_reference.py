@@ -13,9 +13,10 @@ from PIL import Image
 from torch import nn
 
 from gantrans.errors import CheckpointError
+from gantrans.loader import load_generator
 from gantrans.models import NLayerDiscriminator, build_generator
 from gantrans.reference import describe, infer_arch
-from gantrans.translate import _pad, load_generator
+from gantrans.translate import _pad
 
 from .conftest import one_line_error, write_image
 

@@ -18,47 +18,56 @@ from gantrans import checkpoint, train
 from gantrans.checkpoint import load_checkpoint
 from gantrans.diagnostics import Diagnostics
 
-from .conftest import TINY
+from .conftest import TINY, TINY_CUT
+
+METHODS = pytest.mark.parametrize(
+    "method,term", [([], "cycle_A"), (TINY_CUT, "NCE")], ids=["cyclegan", "cut"]
+)
 
 
 def run_dir_args(run: Path, *extra: str) -> list[str]:
     return ["train", *TINY, f"hydra.run.dir={run}", *extra]
 
 
-def poison_step(monkeypatch, at_steps: set[int]):
-    """Make the training step report a NaN loss at the given (1-based) steps, once each."""
-    real = train._train_step
+def poison_step(monkeypatch, at_steps: set[int], term: str = "cycle_A"):
+    """Make the training step report a NaN `term` at the given (1-based) steps, once each."""
+    real = train.train_step
     seen: set[int] = set()
 
     def step(st, *args, **kwargs):
         terms = real(st, *args, **kwargs)
         if st.step + 1 in at_steps and st.step + 1 not in seen:
             seen.add(st.step + 1)
-            terms["cycle_A"] = torch.tensor(float("nan"))
+            terms[term] = torch.tensor(float("nan"))
         return terms
 
-    monkeypatch.setattr(train, "_train_step", step)
+    monkeypatch.setattr(train, "train_step", step)
 
 
+@METHODS
 def test_nan_stops_with_the_term_and_step_and_keeps_the_good_checkpoint(
-    gantrans, tmp_path, monkeypatch
+    gantrans, tmp_path, monkeypatch, method, term
 ):
-    poison_step(monkeypatch, {4})
+    poison_step(monkeypatch, {4}, term)
     run = tmp_path / "run"
-    code, _, err = gantrans(*run_dir_args(run, "train.max_steps=6", "train.checkpoint_every=2"))
+    code, _, err = gantrans(
+        *run_dir_args(run, *method, "train.max_steps=6", "train.checkpoint_every=2")
+    )
     assert code == 2
     line = err.strip().splitlines()[-1]
-    assert "loss cycle_A became non-finite at step 4" in line
+    assert f"loss {term} became non-finite at step 4" in line
     ckpt = load_checkpoint(run / "checkpoints" / "latest.pt")
     assert ckpt["step"] == 2  # the last good one, not a poisoned state
 
 
-def test_nan_rolls_back_with_a_lower_learning_rate(gantrans, tmp_path, monkeypatch):
-    poison_step(monkeypatch, {4})
+@METHODS
+def test_nan_rolls_back_with_a_lower_learning_rate(gantrans, tmp_path, monkeypatch, method, term):
+    poison_step(monkeypatch, {4}, term)
     run = tmp_path / "run"
     code, out, err = gantrans(
         *run_dir_args(
             run,
+            *method,
             "train.max_steps=6",
             "train.checkpoint_every=2",
             "train.on_nonfinite=rollback",
@@ -70,6 +79,7 @@ def test_nan_rolls_back_with_a_lower_learning_rate(gantrans, tmp_path, monkeypat
     ckpt = load_checkpoint(run / "checkpoints" / "latest.pt")
     assert ckpt["step"] == 6
     assert ckpt["schedulers"]["G"]["base_lrs"] == [pytest.approx(1e-4)]
+    assert ckpt["schedulers"]["D"]["base_lrs"] == [pytest.approx(1e-4)]
     for sd in ckpt["models"].values():
         assert all(torch.isfinite(v).all() for v in sd.values() if v.is_floating_point())
 
@@ -163,6 +173,21 @@ def test_sigint_finishes_the_step_saves_and_says_how_to_resume(tmp_path):
     assert ckpt["step"] > 0
 
 
+def test_sigterm_stops_a_cut_run_with_a_checkpoint(tmp_path):
+    run = tmp_path / "run"
+    cmd = _train_cmd(run, *TINY_CUT, "train.max_steps=100000", "train.checkpoint_every=100000")
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    _wait_for(run / "tb", 60)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 143, out
+    assert "stopped by SIGTERM" in out and "resume=auto" in out and "Traceback" not in out
+    ckpt = load_checkpoint(run / "checkpoints" / "latest.pt")
+    assert ckpt["method"] == "cut" and ckpt["step"] > 0 and set(ckpt["models"]) == {"G", "D", "F"}
+    assert ckpt["step"] == ckpt["schedulers"]["G"]["last_epoch"]  # the state of that very step
+
+
 def test_kill_9_at_random_points_then_resume_completes(tmp_path):
     """Fault injection: SIGKILL during training (and saving) several times; resume=auto each time."""
     run, total = tmp_path / "run", 40
@@ -190,7 +215,7 @@ def test_out_of_memory_names_the_settings_that_reduce_memory(gantrans, tmp_path,
     def oom(*args, **kwargs):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
-    monkeypatch.setattr(train, "_train_step", oom)
+    monkeypatch.setattr(train, "train_step", oom)
     code, _, err = gantrans(*run_dir_args(tmp_path / "run", "train.max_steps=2"))
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert (

@@ -50,6 +50,17 @@ def test_benchmark_writes_table_and_json(tmp_path):
     assert data["mfu"] == pytest.approx(data["achieved_tflops"] / peak)
 
 
+def test_benchmark_times_another_method(tmp_path):
+    out = tmp_path / "bench.json"
+    result = run_script(
+        "benchmark.py", *TINY, "--warmup", "1", "--method", "cut", "--json", str(out)
+    )
+    assert result.returncode == 0, result.stderr
+    data = json.loads(out.read_text())
+    assert data["config"]["method"] == "cut" and data["sec_per_iter_median"] > 0
+    assert data["translate_images_per_sec"] > 0
+
+
 def test_bench_conv_prints_floor_for_both_precisions():
     result = run_script("bench_conv.py", *TINY)
     assert result.returncode == 0, result.stderr

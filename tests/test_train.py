@@ -10,7 +10,7 @@ import torch
 from gantrans.checkpoint import load_checkpoint
 from gantrans.train import lr_factor
 
-from .conftest import TINY
+from .conftest import TINY, TINY_CUT
 
 
 def train_args(run_dir: Path, *extra: str) -> list[str]:
@@ -59,11 +59,17 @@ def weights(path: Path) -> dict[str, torch.Tensor]:
     return flat
 
 
-@pytest.mark.parametrize("workers", [0, 2])
-def test_resume_gives_the_same_weights_as_an_uninterrupted_run(gantrans, tmp_path, workers):
+@pytest.mark.parametrize(
+    "workers,method",
+    [(0, []), (2, []), (0, [*TINY_CUT, "method=fastcut"])],
+    ids=["cyclegan", "cyclegan-2-workers", "fastcut"],
+)
+def test_resume_gives_the_same_weights_as_an_uninterrupted_run(gantrans, tmp_path, workers, method):
     # dataset.train_size=6 with batch 2: 3 steps an epoch, so the interruption at step 4 falls
     # mid-epoch, after an epoch boundary, with the pool full and replacing (pool_size=3).
+    # FastCUT also draws its patches and flips from the RNG the checkpoint carries.
     common = [
+        *method,
         "dataset.train_size=6",
         "train.batch_size=2",
         "train.pool_size=3",
@@ -99,11 +105,35 @@ def test_refuses_to_overwrite_a_run_without_resume(gantrans, tmp_path):
     assert (run / "checkpoints" / "latest.pt").read_bytes() == before
 
 
-def test_resume_with_another_architecture_is_refused(gantrans, tmp_path):
+def test_resume_with_another_architecture_or_method_is_refused(gantrans, tmp_path):
     run = tmp_path / "run"
     assert gantrans(*train_args(run, "train.max_steps=1"))[0] == 0
     code, _, err = gantrans(*train_args(run, "train.max_steps=2", "resume=auto", "model.ngf=8"))
     assert code == 2 and "another architecture" in err and len(err.strip().splitlines()) == 1
+    code, _, err = gantrans(*train_args(run, "train.max_steps=2", "resume=auto", "method=cut"))
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "was trained with method=cyclegan: resume it with that method" in err
+
+
+@pytest.mark.parametrize("method", ["cut", "fastcut"])
+def test_cut_run_writes_its_networks_losses_and_grids(gantrans, tmp_path, method):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run = tmp_path / "run"
+    code, out, err = gantrans(*train_args(run, *TINY_CUT, f"method={method}", "train.max_steps=2"))
+    assert code == 0, err
+    assert f"method {method}" in out and "G 0.01M, D 0.01M, F 0.00M" in out
+    ckpt = load_checkpoint(run / "checkpoints" / "latest.pt")
+    assert ckpt["method"] == method and set(ckpt["models"]) == {"G", "D", "F"}
+    assert ckpt["config"]["train"]["pool_size"] == 0  # the paper's: no image buffer
+    acc = EventAccumulator(str(run / "tb"))
+    acc.Reload()
+    tags, images = set(acc.Tags()["scalars"]), set(acc.Tags()["images"])
+    assert {"loss/G", "loss/G_GAN", "loss/NCE", "loss/D", "loss/D_acc", "lr/G", "lr/D"} <= tags
+    identity = method == "cut"  # FastCUT has no identity term
+    assert ("loss/NCE_Y" in tags) == identity and not any("cycle" in t for t in tags)
+    assert {"train/A2B", "test/A2B"} <= images and ("test/B2B" in images) == identity
+    assert "diagnostics/diversity_AtoB" in tags and "diagnostics/diversity_BtoA" not in tags
 
 
 def test_lr_schedule_constant_then_linear_to_zero():
@@ -129,12 +159,13 @@ def test_lr_in_checkpoint_follows_the_schedule(gantrans, tmp_path):
     assert ckpt["optimizers"]["G"]["param_groups"][0]["lr"] == pytest.approx(0.001 * 0.5)
 
 
-def test_periodic_evaluation_keeps_the_best_checkpoint(gantrans, tmp_path):
+@pytest.mark.parametrize("method", [[], TINY_CUT], ids=["cyclegan", "cut"])
+def test_periodic_evaluation_keeps_the_best_checkpoint(gantrans, tmp_path, method):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     run = tmp_path / "run"
     code, out, err = gantrans(*train_args(
-        run, "dataset.train_size=4", "dataset.test_size=4", "train.n_epochs=1",
+        run, *method, "dataset.train_size=4", "dataset.test_size=4", "train.n_epochs=1",
         "train.n_epochs_decay=1", "train.eval_every=1", "train.eval_metric=truth_psnr_AtoB",
         "train.eval_max_images=4",
     ))  # fmt: skip
@@ -145,9 +176,9 @@ def test_periodic_evaluation_keeps_the_best_checkpoint(gantrans, tmp_path):
     assert load_checkpoint(run / "checkpoints" / "latest.pt")["best"] == best["best"]
     acc = EventAccumulator(str(run / "tb"))
     acc.Reload()
-    assert {"eval/truth_psnr_AtoB", "eval/fid_AtoB", "eval/domain_acc_BtoA"} <= set(
-        acc.Tags()["scalars"]
-    )
+    tags = set(acc.Tags()["scalars"])
+    assert {"eval/truth_psnr_AtoB", "eval/fid_AtoB", "eval/domain_acc_AtoB"} <= tags
+    assert ("eval/domain_acc_BtoA" in tags) == (not method)  # CUT translates one way
 
 
 def test_unknown_eval_metric_is_a_config_error(gantrans, tmp_path):

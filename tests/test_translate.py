@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from gantrans.translate import load_generator
+from gantrans.loader import load_generator
 
 from .conftest import make_checkpoint, one_line_error, write_image
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from gantrans.applying import ApplyOptions, Translator
-from gantrans.translate import load_generator
+from gantrans.loader import load_generator
 from gantrans.video import VideoOptions, translate_video
 
 from .conftest import one_line_error, write_image

@@ -1,15 +1,21 @@
-"""Checkpoints: atomic writes, safe loads (weights_only), and what a checkpoint must hold.
+"""Checkpoints: their layout (this module alone reads and writes it), atomic writes, safe loads.
 
 A checkpoint is a plain dict of tensors and Python primitives, so `torch.load(weights_only=True)`
 reads it and nothing in it can run code:
 
     format        "gantrans-checkpoint"
     version       CHECKPOINT_VERSION
-    arch          {"generator": {...}, "discriminator": {...}}: enough to rebuild the networks
-    models        {"G_A", "G_B", "D_A", "D_B"}: state dicts
-    optimizers, schedulers, scaler, pools, rng: the full training state, for exact resume
+    method        the training method ("cyclegan", "cut", "fastcut")
+    directions    {direction: network name}: what it translates ({"AtoB": "G"} for CUT)
+    arch          {"generator": {...}, "discriminator": {...}, ...}: enough to rebuild the networks
+    models        {network name: state dict} ("G_A", "G_B", "D_A", "D_B"; CUT "G", "D", "F")
+    optimizers, schedulers, scaler, pools, rng, ranks: the full training state, for exact resume
     step, epoch, epoch_step: progress (epoch_step = batches of `epoch` already consumed)
     config        the resolved run config
+    best          {"metric", "value", "step"} of checkpoints/best.pt, or None
+
+Version 1 (before training methods) had no `method` nor `directions`: a CycleGAN.
+Other modules use the accessors below (`generator_arch`, `generator_weights`, ...), never the keys.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import errno
 import os
 import pickle
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +34,152 @@ from torch import nn
 from gantrans.errors import CheckpointError
 
 CHECKPOINT_FORMAT = "gantrans-checkpoint"
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2
 LATEST = "latest.pt"
+V1_METHOD, V1_DIRECTIONS = "cyclegan", {"AtoB": "G_A", "BtoA": "G_B"}  # version 1: CycleGAN
+
+
+@dataclass
+class TrainingRecord:
+    """What a checkpoint holds to resume a run exactly (beyond the networks' weights)."""
+
+    optimizers: dict[str, Any]
+    schedulers: dict[str, Any]
+    scaler: dict | None
+    pools: dict[str, Any]  # this process's image buffers by domain
+    rng: dict[str, Any]  # this process's RNG states
+    step: int
+    epoch: int
+    epoch_step: int
+    ranks: list[dict] = field(default_factory=list)  # every rank's {"pools", "rng"} under DDP
+    best: dict | None = None
+
+
+def pack(
+    *,
+    method: str,
+    directions: dict[str, str],
+    arch: dict[str, Any],
+    models: dict[str, dict],
+    config: dict | None = None,
+    training: TrainingRecord | None = None,
+) -> dict:
+    """A checkpoint dict; without `training`, one that translates but cannot resume."""
+    ckpt: dict[str, Any] = {
+        "format": CHECKPOINT_FORMAT,
+        "version": CHECKPOINT_VERSION,
+        "method": method,
+        "directions": dict(directions),
+        "arch": arch,
+        "models": models,
+        "config": config or {},
+    }
+    if training is None:
+        return {**ckpt, "step": 0, "epoch": 0, "epoch_step": 0}
+    return {
+        **ckpt,
+        "optimizers": training.optimizers,
+        "schedulers": training.schedulers,
+        "scaler": training.scaler,
+        "pools": training.pools,
+        "rng": training.rng,
+        "step": training.step,
+        "epoch": training.epoch,
+        "epoch_step": training.epoch_step,
+        "ranks": training.ranks,
+        "best": training.best,
+    }
+
+
+def method(ckpt: dict) -> str:
+    """The training method that wrote the checkpoint."""
+    return ckpt.get("method", V1_METHOD)
+
+
+def directions(ckpt: dict) -> list[str]:
+    """The directions the checkpoint translates, e.g. ["AtoB", "BtoA"] or ["AtoB"]."""
+    return list(ckpt.get("directions", V1_DIRECTIONS))
+
+
+OPTIONAL_GENERATOR_KEYS = {"input_skip": False}
+"""Generator keys added after checkpoints without them were written, with the value those
+checkpoints mean."""
+
+
+def arch(ckpt: dict) -> dict[str, Any]:
+    """Everything recorded to rebuild the networks (resume compares it with the run's).
+
+    A key added to the generators since the checkpoint was written reads as its default, so
+    such a checkpoint still resumes.
+    """
+    recorded = dict(ckpt["arch"])
+    if "generator" in recorded and recorded["generator"].get("name") == "resnet":
+        recorded["generator"] = {**OPTIONAL_GENERATOR_KEYS, **recorded["generator"]}
+    return recorded
+
+
+def generator_arch(ckpt: dict) -> dict[str, Any]:
+    """The generators' architecture (as for `gantrans.models.build_generator`)."""
+    return ckpt["arch"]["generator"]
+
+
+def channels(ckpt: dict) -> int:
+    """The image channels the generators take and give (1 or 3)."""
+    return int(generator_arch(ckpt)["in_channels"])
+
+
+def generator_weights(ckpt: dict, direction: str, path: str | Path) -> dict:
+    """The state dict of the generator that translates `direction`.
+
+    Raises:
+        CheckpointError: One line, if the checkpoint does not translate that way (CUT: AtoB).
+    """
+    names = ckpt.get("directions", V1_DIRECTIONS)
+    if direction not in names:
+        raise CheckpointError(
+            f"direction={direction}: {path} is a {method(ckpt)} model, which translates "
+            f"{' and '.join(names) or 'nothing'} only: use direction={next(iter(names), 'AtoB')}"
+        )
+    return ckpt["models"][names[direction]]
+
+
+def network_weights(ckpt: dict) -> dict[str, dict]:
+    """Every network's state dict by name."""
+    return ckpt["models"]
+
+
+def recorded_config(ckpt: dict) -> dict[str, Any]:
+    """The resolved config of the run that wrote the checkpoint ({} if none was recorded)."""
+    return ckpt.get("config") or {}
+
+
+def progress(ckpt: dict) -> dict[str, int | None]:
+    """{"step", "epoch"} of the checkpoint."""
+    return {"step": ckpt.get("step"), "epoch": ckpt.get("epoch")}
+
+
+def best(ckpt: dict) -> dict | None:
+    """{"metric", "value", "step"} of the best evaluation so far, if the run evaluated."""
+    return ckpt.get("best")
+
+
+def training_record(ckpt: dict, path: str | Path) -> TrainingRecord:
+    """The training state to resume from.
+
+    Raises:
+        CheckpointError: One line, if the checkpoint holds weights only.
+    """
+    missing = [k for k in ("optimizers", "schedulers", "pools", "rng") if k not in ckpt]
+    if missing:
+        raise CheckpointError(
+            f"{path} holds weights only (no {', '.join(missing)}): it can translate but not "
+            "resume a run"
+        )
+    return TrainingRecord(
+        optimizers=ckpt["optimizers"], schedulers=ckpt["schedulers"], scaler=ckpt.get("scaler"),
+        pools=ckpt["pools"], rng=ckpt["rng"], step=ckpt["step"], epoch=ckpt["epoch"],
+        epoch_step=ckpt["epoch_step"], ranks=ckpt.get("ranks") or [], best=ckpt.get("best"),
+    )  # fmt: skip
 
 
 def save_atomic(obj: Any, path: str | Path) -> None:
@@ -123,6 +274,11 @@ def check_checkpoint(ckpt: Any, path: str | Path) -> dict:
     if missing:
         raise CheckpointError(
             f"{path} is an incomplete gantrans checkpoint (missing {', '.join(missing)})"
+        )
+    absent = [n for n in ckpt.get("directions", V1_DIRECTIONS).values() if n not in ckpt["models"]]
+    if absent:
+        raise CheckpointError(
+            f"{path} is an incomplete gantrans checkpoint (no {absent[0]} weights)"
         )
     return ckpt
 

@@ -28,7 +28,9 @@ class Subcommand:
 
 
 SUBCOMMANDS: dict[str, Subcommand] = {
-    "train": Subcommand("train", "gantrans.train:main", "train a CycleGAN from configs"),
+    "train": Subcommand(
+        "train", "gantrans.train:main", "train a model (CycleGAN, CUT, FastCUT) from configs"
+    ),
     "translate": Subcommand(
         "translate",
         "gantrans.translate:main",
@@ -48,7 +50,7 @@ SUBCOMMANDS: dict[str, Subcommand] = {
 
 USAGE = """usage: gantrans <command> [key=value ...] [hydra flags]
 
-Unpaired image-to-image translation (CycleGAN) from Hydra configs.
+Unpaired image-to-image translation (CycleGAN, CUT, FastCUT) from Hydra configs.
 
 commands:
 {commands}
@@ -60,6 +62,7 @@ Every command takes Hydra overrides (key=value, group=option) and Hydra's flags:
 examples:
   gantrans train                                   # built-in shapes dataset, ~10 min on a CPU
   gantrans train dataset=folder dataset.root=DIR model=resnet9
+  gantrans train method=cut                        # CUT instead of CycleGAN
   gantrans translate ckpt=runs/.../checkpoints/latest.pt input=photos/
   gantrans serve ckpt=runs/.../checkpoints/latest.pt      # then open http://127.0.0.1:7860
 """

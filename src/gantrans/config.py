@@ -9,55 +9,71 @@ size, say) live in `check_train_config`.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
+from typing import Any, ClassVar
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from gantrans.errors import ConfigError
-from gantrans.metric_names import LOWER_IS_BETTER
+from gantrans.metric_names import LOWER_IS_BETTER, metric_available
+
+# CycleGAN's loss weights (the paper's), the values of loss.lambda_cycle / lambda_identity when null
+LAMBDA_CYCLE = 10.0
+LAMBDA_IDENTITY = 0.5
 
 
-class Norm(str, Enum):
+class Choice(str, Enum):
+    """A config value from a fixed set; prints and formats as its value (`bf16`, not
+    `Precision.bf16`), so typed configs read like the YAML in messages."""
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self.value), spec)
+
+
+class Norm(Choice):
     instance = "instance"
     batch = "batch"
     none = "none"
 
 
-class PaddingType(str, Enum):
+class PaddingType(Choice):
     reflect = "reflect"
     replicate = "replicate"
     zero = "zero"
 
 
-class InitType(str, Enum):
+class InitType(Choice):
     normal = "normal"
     xavier = "xavier"
     kaiming = "kaiming"
     orthogonal = "orthogonal"
 
 
-class GanMode(str, Enum):
+class GanMode(Choice):
     lsgan = "lsgan"
     bce = "bce"
     wgangp = "wgangp"
 
 
-class Precision(str, Enum):
+class Precision(Choice):
     auto = "auto"  # bf16 where the device runs it natively (AVX-512 BF16 / AMX CPUs, recent GPUs)
     fp32 = "fp32"
     bf16 = "bf16"
     fp16 = "fp16"
 
 
-class NonFinite(str, Enum):
+class NonFinite(Choice):
     stop = "stop"
     rollback = "rollback"
 
 
-class Direction(str, Enum):
+class Direction(Choice):
     AtoB = "AtoB"
     BtoA = "BtoA"
 
@@ -190,14 +206,81 @@ class PixelDiscriminatorConfig(DiscriminatorConfig):
 @dataclass
 class LossConfig:
     name: GanMode = GanMode.lsgan
-    lambda_cycle: float = 10.0  # weight of ||G_B(G_A(A)) - A||_1 and ||G_A(G_B(B)) - B||_1
-    # identity weight, relative to lambda_cycle as in the reference: ||G_A(B) - B||_1 is weighted
-    # lambda_cycle * lambda_identity (10 * 0.5 = 5 by default); 0 switches the identity terms off
-    lambda_identity: float = 0.5
+    # method=cyclegan only (null: the method's default, 10): the weight of ||G_B(G_A(A)) - A||_1
+    # and ||G_A(G_B(B)) - B||_1
+    lambda_cycle: float | None = None
+    # method=cyclegan only (null: 0.5): the identity weight, relative to lambda_cycle as in the
+    # reference: ||G_A(B) - B||_1 is weighted lambda_cycle * lambda_identity (10 * 0.5 = 5);
+    # 0 switches the identity terms off
+    lambda_identity: float | None = None
     lambda_gp: float = 10.0  # gradient-penalty weight, wgangp only
-    critic_steps: int = (
-        1  # discriminator steps per generator step (the generator steps every N batches)
-    )
+    # discriminator steps per generator step (the generator steps every N batches)
+    critic_steps: int = 1
+
+
+# ---------------------------------------------------------------------------------------------
+# method group: what is trained (its networks and loss phases live in gantrans.methods)
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class MethodConfig:
+    """A training method. Class attributes (not options) say what the other groups mean to it.
+
+    Attributes:
+        directions: what a checkpoint of the method translates ("AtoB", "BtoA").
+        shared_defaults: values of other groups' options whose default depends on the method
+            (null in their schemas), e.g. {"train.pool_size": 50}.
+        not_applicable: other groups' options the method refuses when they are set, with the
+            reason, e.g. {"loss.lambda_cycle": "it has no cycle"}.
+    """
+
+    name: str = MISSING
+    directions: ClassVar[tuple[str, ...]] = ("AtoB", "BtoA")
+    shared_defaults: ClassVar[dict[str, Any]] = {}
+    not_applicable: ClassVar[dict[str, str]] = {}
+
+
+@dataclass
+class CycleGANMethodConfig(MethodConfig):
+    """CycleGAN (Zhu et al. 2017): two generators, two discriminators, cycle consistency."""
+
+    name: str = "cyclegan"
+    shared_defaults: ClassVar[dict[str, Any]] = {
+        "loss.lambda_cycle": LAMBDA_CYCLE,
+        "loss.lambda_identity": LAMBDA_IDENTITY,
+        "train.pool_size": 50,
+    }
+
+
+@dataclass
+class CUTMethodConfig(MethodConfig):
+    """CUT (Park et al. 2020): one generator A -> B kept faithful by a patchwise contrastive loss."""
+
+    name: str = "cut"
+    lambda_GAN: float = 1.0  # weight of the adversarial term of the generator's loss
+    lambda_NCE: float = 1.0  # weight of PatchNCE(G(A), A) (and of PatchNCE(G(B), B))
+    nce_idt: bool = True  # also PatchNCE(G(B), B): G should leave B as it is
+    # encoder layers compared by PatchNCE; null: the paper's for the generator (see gantrans.methods.cut)
+    nce_layers: list[int] | None = None
+    num_patches: int = 256  # locations sampled per layer and image, shared by query and key
+    nce_T: float = 0.07  # temperature of the contrastive softmax
+    head_units: int = 256  # width of each layer's 2-layer MLP projection head
+    flip_equivariance: bool = False  # flip the input half the time; features must flip with it
+    directions: ClassVar[tuple[str, ...]] = ("AtoB",)
+    shared_defaults: ClassVar[dict[str, Any]] = {"train.pool_size": 0}  # no image buffer
+    not_applicable: ClassVar[dict[str, str]] = {
+        "loss.lambda_cycle": "it has no cycle",
+        "loss.lambda_identity": "its identity term is method.nce_idt",
+    }
+
+
+@dataclass
+class FastCUTMethodConfig(CUTMethodConfig):
+    """FastCUT: CUT without the identity term, a stronger PatchNCE and flip equivariance."""
+
+    name: str = "fastcut"
+    lambda_NCE: float = 10.0
+    nce_idt: bool = False
+    flip_equivariance: bool = True
 
 
 # ---------------------------------------------------------------------------------------------
@@ -212,28 +295,25 @@ class TrainLoopConfig:
     lr: float = 2e-4
     beta1: float = 0.5
     beta2: float = 0.999
-    pool_size: int = 50  # image history buffer per domain; 0 disables it
+    # image history buffer per domain; 0 disables it; null: the method's (50 cyclegan, 0 cut)
+    pool_size: int | None = None
     num_workers: int = 2
     log_every: int = 50  # steps between scalar logs
     image_every: int = 500  # steps between image grids (and one at the end)
-    checkpoint_every: int = (
-        1000  # steps between checkpoints (one is also written each epoch and at the end)
-    )
+    # steps between checkpoints (one is also written each epoch and at the end)
+    checkpoint_every: int = 1000
     num_samples: int = 4  # images per domain in the grids
     progress: bool = True  # tqdm progress bar
     fuse_passes: bool = True  # one call per network for inputs that share it (off with batch norm)
     diagnostics: bool = True  # warn about a winning discriminator, rising G loss, mode collapse
-    on_nonfinite: NonFinite = (
-        NonFinite.stop
-    )  # a NaN/Inf loss: stop, or roll back to the last checkpoint
+    # a NaN/Inf loss: stop, or roll back to the last checkpoint
+    on_nonfinite: NonFinite = NonFinite.stop
     rollback_lr_factor: float = 0.5  # learning-rate multiplier applied at each rollback
     max_rollbacks: int = 3
     channels_last: bool = False  # NHWC memory layout (often faster with bf16/fp16 on GPUs)
     compile: bool = False  # torch.compile both loss phases (slow first steps, faster after)
     eval_every: int = 0  # epochs between evaluations on the test split (and at the end); 0 = off
-    eval_metric: str = (
-        "fid_AtoB"  # keeps checkpoints/best.pt by this metric (see gantrans evaluate)
-    )
+    eval_metric: str = "fid_AtoB"  # keeps checkpoints/best.pt by this metric (gantrans evaluate)
     eval_features: str = "classifier"  # classifier (offline) | inception (standard FID/KID)
     eval_max_images: int | None = 200  # test images per domain for each evaluation
     eval_c2st: bool = False  # also train the two-sample-test classifiers (slower)
@@ -245,6 +325,7 @@ class TrainConfig:
     model: Any = MISSING
     discriminator: Any = MISSING
     loss: Any = MISSING
+    method: Any = MISSING
     train: TrainLoopConfig = field(default_factory=TrainLoopConfig)
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
@@ -363,13 +444,65 @@ def register_configs() -> None:
     cs.store(group="discriminator", name="patchgan_schema", node=PatchGANConfig)
     cs.store(group="discriminator", name="pixel_schema", node=PixelDiscriminatorConfig)
     cs.store(group="loss", name="loss_schema", node=LossConfig)
+    cs.store(group="method", name="cyclegan_schema", node=CycleGANMethodConfig)
+    cs.store(group="method", name="cut_schema", node=CUTMethodConfig)
+    cs.store(group="method", name="fastcut_schema", node=FastCUTMethodConfig)
 
 
 def to_plain(cfg: DictConfig | Any) -> Any:
-    """A resolved config as plain Python containers, enums as their string values."""
+    """A resolved config (a DictConfig or a schema dataclass instance) as plain Python
+    containers, enums as their string values: what a checkpoint or config.yaml can hold."""
+    if dataclasses.is_dataclass(cfg) and not isinstance(cfg, type):
+        cfg = OmegaConf.structured(cfg)
     if isinstance(cfg, DictConfig):
         return OmegaConf.to_container(cfg, resolve=True, enum_to_str=True, throw_on_missing=True)
     return cfg
+
+
+def method_schema(cfg: DictConfig) -> type[MethodConfig]:
+    """The schema class of the composed config's method section."""
+    schema = OmegaConf.get_type(cfg.method)
+    if not (isinstance(schema, type) and issubclass(schema, MethodConfig)):
+        raise ConfigError(
+            f"method={cfg.method.get('name')} has no method schema: its config file must start "
+            "its defaults list with cyclegan_schema, cut_schema or fastcut_schema"
+        )
+    return schema
+
+
+def apply_method_defaults(cfg: DictConfig) -> None:
+    """Fill the options left null whose default depends on the method (`shared_defaults`)."""
+    for key, value in method_schema(cfg).shared_defaults.items():
+        if OmegaConf.select(cfg, key) is None:
+            OmegaConf.update(cfg, key, value)
+
+
+def _check_method(cfg: DictConfig) -> None:
+    """Options of other groups the method refuses, and the method's own values."""
+    schema, m = method_schema(cfg), cfg.method
+    for key, reason in schema.not_applicable.items():
+        if OmegaConf.select(cfg, key) is not None:
+            raise ConfigError(f"{key} does not apply to method={m.name} ({reason}): remove it")
+    if issubclass(schema, CUTMethodConfig):
+        for key in ("num_patches", "nce_T", "head_units"):
+            _positive(m[key], f"method.{key}")
+        if m.lambda_GAN < 0 or m.lambda_NCE < 0 or m.lambda_GAN == m.lambda_NCE == 0:
+            raise ConfigError(
+                "method.lambda_GAN and method.lambda_NCE must be >= 0 and not both 0 "
+                f"(got {m.lambda_GAN} and {m.lambda_NCE})"
+            )
+        layers = m.nce_layers
+        if layers is not None and (not layers or min(layers) < 0 or len(set(layers)) < len(layers)):
+            raise ConfigError(
+                f"method.nce_layers={list(layers)} must be distinct layer indices >= 0, or null "
+                "for the paper's layers"
+            )
+    t = cfg.train
+    if t.eval_every and not metric_available(t.eval_metric, schema.directions):
+        raise ConfigError(
+            f"train.eval_metric={t.eval_metric} is not measured for method={m.name}, which "
+            f"translates {' and '.join(schema.directions)} only: choose a metric of that direction"
+        )
 
 
 def _positive(value: Any, key: str) -> None:
@@ -419,7 +552,7 @@ def check_train_config(cfg: DictConfig) -> None:
             raise ConfigError(f"train.eval_metric={t.eval_metric} needs train.eval_c2st=true")
     if not 0 < t.rollback_lr_factor <= 1 or t.max_rollbacks < 0:
         raise ConfigError("train.rollback_lr_factor must be in (0, 1] and train.max_rollbacks >= 0")
-    if t.num_workers < 0 or t.pool_size < 0:
+    if t.num_workers < 0 or (t.pool_size is not None and t.pool_size < 0):
         raise ConfigError("train.num_workers and train.pool_size must be >= 0")
     if cfg.dataset.channels not in (1, 3):
         raise ConfigError(f"dataset.channels must be 1 or 3, got {cfg.dataset.channels}")
@@ -443,8 +576,10 @@ def check_train_config(cfg: DictConfig) -> None:
         raise ConfigError(f"discriminator.n_layers must be >= 1, got {cfg.discriminator.n_layers}")
     if cfg.loss.critic_steps < 1:
         raise ConfigError(f"loss.critic_steps must be >= 1, got {cfg.loss.critic_steps}")
-    if cfg.loss.lambda_cycle < 0 or cfg.loss.lambda_identity < 0 or cfg.loss.lambda_gp < 0:
-        raise ConfigError("loss.lambda_cycle, loss.lambda_identity and loss.lambda_gp must be >= 0")
+    for key in ("lambda_cycle", "lambda_identity", "lambda_gp"):
+        if cfg.loss[key] is not None and cfg.loss[key] < 0:
+            raise ConfigError(f"loss.{key} must be >= 0, got {cfg.loss[key]}")
+    _check_method(cfg)
     size = image_size(cfg.dataset)
     if cfg.model.name == "unet" and size % (2**cfg.model.num_downs):
         raise ConfigError(
@@ -459,3 +594,21 @@ def image_size(dataset_cfg: DictConfig) -> int:
     if "crop_size" in dataset_cfg:
         return int(dataset_cfg.crop_size)
     return int(dataset_cfg.image_size)
+
+
+def prepare_train_config(cfg: DictConfig) -> TrainConfig:
+    """Check a composed `train` config, fill the method-dependent defaults (in `cfg` too, so
+    what is recorded shows the values used) and return it as typed schema objects."""
+    check_train_config(cfg)
+    apply_method_defaults(cfg)
+    return OmegaConf.to_object(cfg)
+
+
+def compose_train_config(overrides: Sequence[str] = ()) -> TrainConfig:
+    """The typed config `gantrans train OVERRIDES` would run with (for scripts and tests)."""
+    from hydra import compose, initialize_config_module
+
+    register_configs()
+    with initialize_config_module("gantrans.configs", version_base="1.3"):
+        cfg = compose("train", overrides=list(overrides))
+    return prepare_train_config(cfg)

@@ -29,6 +29,8 @@ class Diagnostics:
 
     config: DiagnosticsConfig = field(default_factory=DiagnosticsConfig)
     gan_mode: str = "lsgan"
+    discriminators: tuple[str, ...] = ("D_A", "D_B")  # loss terms of discriminators (+ "_acc")
+    adversarial: tuple[str, ...] = ("G_A", "G_B")  # the generators' adversarial terms
     history: dict[str, deque] = field(default_factory=dict)
     g_floor: float = float("inf")
     active: set[str] = field(default_factory=set)
@@ -50,7 +52,7 @@ class Diagnostics:
     def observe(self, step: int, means: dict[str, float]) -> list[str]:
         """Check one logging interval's mean loss terms (keys as logged under loss/)."""
         c, out = self.config, []
-        for d in ("D_A", "D_B"):
+        for d in self.discriminators:
             if f"{d}_acc" not in means:
                 continue
             acc = self._push(f"{d}_acc", means[f"{d}_acc"])
@@ -66,8 +68,8 @@ class Diagnostics:
                 f"{loss[-1]:.4f} over the last {c.window} log intervals; the generator gets no "
                 "useful gradient (try a lower train.lr, loss=lsgan, or a smaller discriminator)",
             )
-        if "G_A" in means and "G_B" in means:
-            g = self._push("G_adv", means["G_A"] + means["G_B"])
+        if self.adversarial and all(k in means for k in self.adversarial):
+            g = self._push("G_adv", sum(means[k] for k in self.adversarial))
             if len(g) == c.window:
                 self.g_floor = min(self.g_floor, min(g))
             rising = (

@@ -14,7 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from tqdm import tqdm
 
-from gantrans import __version__, classifiers, controls, judges, metrics
+from gantrans import __version__, checkpoint, classifiers, controls, judges, metrics
 from gantrans.config import check_known_keys, to_plain
 from gantrans.data import (
     DataError,
@@ -25,6 +25,7 @@ from gantrans.data import (
     pil_to_tensor,
 )
 from gantrans.errors import ConfigError
+from gantrans.loader import generator_of
 from gantrans.metric_names import DIRECTIONS, LOWER_IS_BETTER, NEEDS_GENERATOR, NEEDS_PAIRS
 from gantrans.runtime import resolve_device
 
@@ -504,33 +505,47 @@ def _check_command(cfg: DictConfig) -> None:
 
 
 def evaluate_checkpoint(cfg: DictConfig) -> dict[str, Any]:
-    """Evaluate `cfg.ckpt` as `gantrans evaluate ckpt=...` does and write the reports."""
-    from gantrans.checkpoint import load_checkpoint
-    from gantrans.translate import load_generator
+    """Evaluate `cfg.ckpt` as `gantrans evaluate ckpt=...` does and write the reports.
 
+    Every direction the checkpoint translates is scored (a CUT checkpoint: AtoB only); with two,
+    each also gets its reconstructions. `direction=` keeps one.
+    """
     _check_command(cfg)
     device = resolve_device(cfg.device)
     ckpt_path = Path(cfg.ckpt)
-    ckpt = load_checkpoint(ckpt_path)
-    channels = int(ckpt["arch"]["generator"]["in_channels"])
-    dataset = resolve_dataset((ckpt.get("config") or {}).get("dataset"), cfg)
+    ckpt = checkpoint.load_checkpoint(ckpt_path)
+    available = checkpoint.directions(ckpt)
+    if cfg.direction and cfg.direction not in available:
+        checkpoint.generator_weights(ckpt, cfg.direction, ckpt_path)  # raises its one line
+    channels = checkpoint.channels(ckpt)
+    dataset = resolve_dataset(checkpoint.recorded_config(ckpt).get("dataset"), cfg)
     dataset["channels"] = channels
     out_dir = Path(cfg.output_dir) if cfg.output_dir else run_dir_of(ckpt_path) / "eval"
-    wanted = [cfg.direction] if cfg.direction else ["AtoB", "BtoA"]
-    # both generators whatever is asked: the reverse one gives the reconstructions
-    generators = {d: load_generator(ckpt_path, d, device)[0] for d in ("AtoB", "BtoA")}
+    wanted = [cfg.direction] if cfg.direction else available
+    # every generator whatever is asked: the reverse one gives the reconstructions
+    generators = {d: generator_of(ckpt, d, ckpt_path)[0].to(device) for d in available}
     evaluator = _evaluator(cfg, dataset, channels, device)
     scores, images = evaluator.run(generators)
     if cfg.direction:
         keep = _suffixes(cfg.direction)
         scores = {k: v for k, v in scores.items() if k.rsplit("_", 1)[1] in keep}
         images = {d: v for d, v in images.items() if d in wanted}
+    not_computed = {}
+    if len(available) == 1:
+        (direction,) = available
+        src, _ = _domains(direction)
+        for name in NEEDS_GENERATOR:
+            key = f"{name}_{src if name.startswith('cycle_') else direction}"
+            not_computed[key] = (
+                f"needs the reverse generator (reconstructions): a {checkpoint.method(ckpt)} "
+                "checkpoint translates one way"
+            )
     source = {
         "checkpoint": str(ckpt_path.resolve()),
-        "step": ckpt.get("step"),
-        "epoch": ckpt.get("epoch"),
+        "method": checkpoint.method(ckpt),
+        **checkpoint.progress(ckpt),
     }
-    return _report(cfg, evaluator, dataset, device, scores, images, source, {}, out_dir)
+    return _report(cfg, evaluator, dataset, device, scores, images, source, not_computed, out_dir)
 
 
 def _suffixes(direction: str) -> tuple[str, str]:

@@ -26,9 +26,9 @@ from torch import nn
 from gantrans import __version__
 from gantrans.config import check_known_keys, to_plain
 from gantrans.errors import ConfigError, GantransError
+from gantrans.loader import load_generator
 from gantrans.models import size_multiple
 from gantrans.pretrained import PREFIX, is_pretrained
-from gantrans.translate import load_generator
 
 log = logging.getLogger("gantrans")
 

@@ -1,4 +1,4 @@
-"""Adversarial losses (LSGAN, BCE, WGAN-GP) and the gradient penalty."""
+"""Adversarial losses (LSGAN, BCE, WGAN-GP), the gradient penalty, and PatchNCE."""
 
 from __future__ import annotations
 
@@ -64,3 +64,75 @@ def gradient_penalty(
     )
     grad = grad.float().reshape(n, -1)
     return ((grad.norm(2, dim=1) - 1.0) ** 2).mean()
+
+
+def discriminator_loss(
+    adv: AdversarialLoss,
+    pred_real: torch.Tensor,
+    pred_fake: torch.Tensor,
+    gp: torch.Tensor | None = None,
+    lambda_gp: float = 10.0,
+) -> torch.Tensor:
+    """One discriminator's loss on its scores of real and (detached) fake images.
+
+    lsgan and bce: half the sum of the real and fake terms, as in the CycleGAN and CUT papers,
+    so D learns more slowly than G. wgangp: D(fake) - D(real) + lambda_gp * penalty.
+    """
+    loss_real = adv(pred_real, True)
+    loss_fake = adv(pred_fake, False)
+    if gp is not None:
+        return loss_real + loss_fake + lambda_gp * gp
+    return 0.5 * (loss_real + loss_fake)
+
+
+def discriminator_accuracy(
+    gan_mode: str, pred_real: torch.Tensor, pred_fake: torch.Tensor
+) -> torch.Tensor:
+    """The share of patches a discriminator gets right (for the failure-mode diagnostics).
+
+    lsgan targets 1/0 (threshold 0.5); bce works on logits (threshold 0); wgangp: the share of
+    real patches scored above the mean fake score, and of fake ones at or below it.
+    """
+    pred_real, pred_fake = pred_real.float(), pred_fake.float()
+    if gan_mode == "wgangp":
+        threshold = pred_fake.mean()
+    else:
+        threshold = torch.tensor(0.5 if gan_mode == "lsgan" else 0.0)
+    return 0.5 * ((pred_real > threshold).float().mean() + (pred_fake <= threshold).float().mean())
+
+
+def patch_nce(
+    feat_q: torch.Tensor, feat_k: torch.Tensor, batch_size: int, temperature: float = 0.07
+) -> torch.Tensor:
+    """PatchNCE (Park et al. 2020): each query patch must pick its own key among the image's.
+
+    For query q_i (a patch of the translation) the positive is k_i (the input's patch at the
+    same place) and the negatives are the other sampled patches k_j of the same image:
+
+        loss_i = -log( exp(q_i.k_i / T) / (exp(q_i.k_i / T) + sum_{j != i} exp(q_i.k_j / T)) )
+
+    The keys are detached (no gradient flows through them), as in the paper. The j = i entry
+    of the negatives is masked with a logit of -10 / T, as in the paper's code.
+
+    Args:
+        feat_q: (batch_size * P, D) query features, L2-normalised; row b * P + p is patch p of
+            image b.
+        feat_k: (batch_size * P, D) key features at the same patches.
+        batch_size: The number of images; negatives come from the same image only.
+        temperature: T.
+
+    Returns:
+        (batch_size * P,) the loss of each query patch.
+    """
+    feat_q, feat_k = feat_q.float(), feat_k.detach().float()
+    dim = feat_q.shape[1]
+    l_pos = (feat_q * feat_k).sum(1, keepdim=True)  # (B * P, 1)
+    q = feat_q.view(batch_size, -1, dim)  # (B, P, D)
+    k = feat_k.view(batch_size, -1, dim)
+    patches = q.shape[1]
+    l_neg = torch.bmm(q, k.transpose(2, 1))  # (B, P, P): q_i . k_j within each image
+    diagonal = torch.eye(patches, dtype=torch.bool, device=q.device)[None]
+    l_neg = l_neg.masked_fill(diagonal, -10.0).view(-1, patches)
+    logits = torch.cat([l_pos, l_neg], dim=1) / temperature  # the positive is class 0
+    target = torch.zeros(logits.shape[0], dtype=torch.long, device=logits.device)
+    return F.cross_entropy(logits, target, reduction="none")

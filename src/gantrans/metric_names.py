@@ -59,3 +59,19 @@ LOWER_IS_BETTER: dict[str, bool] = {
 def base_name(metric: str) -> str:
     """The metric's name without its direction or domain suffix: fid_AtoB -> fid."""
     return metric.rsplit("_", 1)[0]
+
+
+def metric_available(metric: str, directions: tuple[str, ...] | list[str]) -> bool:
+    """Whether a model that translates `directions` can be scored by `metric`.
+
+    A one-direction model has no reconstructions (they need the reverse generator), and no
+    metric of the direction it does not translate.
+    """
+    if metric not in LOWER_IS_BETTER:
+        return False
+    name, suffix = base_name(metric), metric.rsplit("_", 1)[1]
+    if name in NEEDS_GENERATOR and not {"AtoB", "BtoA"} <= set(directions):
+        return False
+    if suffix in ("A", "B"):  # cycle metrics carry the source domain
+        suffix = "AtoB" if suffix == "A" else "BtoA"
+    return suffix in directions

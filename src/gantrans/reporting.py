@@ -55,11 +55,6 @@ def image_rows(rows: list[torch.Tensor]) -> torch.Tensor:
     return make_grid(images, nrow=rows[0].shape[0], padding=2, pad_value=1.0)
 
 
-def cycle_grid(real: torch.Tensor, fake: torch.Tensor, rec: torch.Tensor) -> torch.Tensor:
-    """Three rows -- inputs, translations, reconstructions -- as one (3, H, W) image in [0, 1]."""
-    return image_rows([real, fake, rec])
-
-
 class Reporter:
     """TensorBoard writer plus PNG copies of the image grids under <run>/samples."""
 

@@ -22,8 +22,8 @@ from gantrans.config import to_plain
 from gantrans.data.imageio import DataError
 from gantrans.data.pixels import from_unit, output_depth, output_range, read_picture, save_picture
 from gantrans.errors import CheckpointError, ConfigError, GantransError
+from gantrans.loader import load_generator
 from gantrans.runtime import check_precision, resolve_device, resolve_precision
-from gantrans.translate import load_generator
 
 log = logging.getLogger("gantrans")
 

@@ -10,11 +10,9 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig
 from PIL import UnidentifiedImageError
-from torch import nn
 from tqdm import tqdm
 
 from gantrans.applying import ApplyOptions, Translator, tiles_in
-from gantrans.checkpoint import check_checkpoint, is_gantrans_checkpoint, load_file, load_state
 from gantrans.config import to_plain
 from gantrans.data import DataError
 from gantrans.data.imageio import oriented_size
@@ -30,10 +28,8 @@ from gantrans.data.pixels import (
     read_picture,
     save_picture,
 )
-from gantrans.errors import CheckpointError, ConfigError, GantransError
-from gantrans.models import build_generator
-from gantrans.pretrained import PREFIX, fetch, is_pretrained, reverse_of
-from gantrans.reference import EXPECTED, describe, is_reference_state_dict, load_reference
+from gantrans.errors import ConfigError, GantransError
+from gantrans.loader import load_generator
 from gantrans.runtime import check_precision, resolve_device, resolve_precision
 from gantrans.tiling import pad_to_multiple
 from gantrans.video import (
@@ -45,65 +41,6 @@ from gantrans.video import (
 )
 
 log = logging.getLogger("gantrans")
-
-NETWORK_FOR = {"AtoB": "G_A", "BtoA": "G_B"}
-
-
-def load_generator(
-    path: str | Path, direction: str, device: torch.device, progress: bool = True
-) -> tuple[nn.Module, dict]:
-    """The generator for `direction` ("AtoB" or "BtoA") from a checkpoint, in eval mode.
-
-    Args:
-        path: A gantrans checkpoint, a generator file saved by pytorch-CycleGAN-and-pix2pix
-            (e.g. ``latest_net_G_A.pth``), or ``pretrained:NAME`` (downloaded once, then cached).
-        direction: Picks G_A or G_B of a gantrans checkpoint. A reference file holds a single
-            generator, which is used as is whatever the direction (with a warning for BtoA).
-        device: Where to put the network.
-        progress: Show a progress bar while a pretrained model downloads.
-
-    Returns:
-        The network and its architecture dict (as for `build_generator`).
-
-    Raises:
-        CheckpointError: One line, if the file is missing, unsafe, or neither format.
-    """
-    spec = str(path)
-    if is_pretrained(spec):
-        path = fetch(spec[len(PREFIX) :], progress=progress)
-    obj = load_file(path)
-    if is_gantrans_checkpoint(obj):
-        ckpt = check_checkpoint(obj, path)
-        arch = ckpt["arch"]["generator"]
-        net = build_generator(arch)
-        load_state(net, ckpt["models"][NETWORK_FOR[direction]], NETWORK_FOR[direction], path)
-        return net.to(device).eval(), arch
-    if not is_reference_state_dict(obj):
-        raise CheckpointError(
-            f"{path} is not a gantrans checkpoint nor a generator file ({_what(obj)}): "
-            f"expected {EXPECTED}"
-        )
-    net, arch = load_reference(obj, path)
-    log.info("reference checkpoint: %s", describe(arch))
-    if direction != "AtoB":
-        other = reverse_of(spec[len(PREFIX) :]) if is_pretrained(spec) else None
-        log.warning(
-            "direction=%s: %s holds a single generator, used as is%s",
-            direction,
-            spec,
-            f" (for the other direction use ckpt={PREFIX}{other})" if other else "",
-        )
-    return net.to(device).eval(), arch
-
-
-def _what(obj: object) -> str:
-    """A few words on what an unrecognised checkpoint holds."""
-    if isinstance(obj, dict):
-        keys = [str(k) for k in list(obj)[:3]]
-        more = ", ..." if len(obj) > 3 else ""
-        return f"it holds a dict with keys {', '.join(keys)}{more}" if keys else "an empty dict"
-    return f"it holds a {type(obj).__name__}"
-
 
 _pad = pad_to_multiple  # kept for callers of the earlier private name
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 # The module trees below reproduce junyanz/pytorch-CycleGAN-and-pix2pix (models/networks.py)
@@ -247,6 +248,8 @@ class ResnetGenerator(nn.Module):
             nn.Tanh(),
         ]
         self.model = nn.Sequential(*layers)
+        # the encoder: every layer up to the last residual block (layer 9 + n_blocks)
+        self.encoder_layers = 10 + n_blocks
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Translate a batch of images.
@@ -261,6 +264,54 @@ class ResnetGenerator(nn.Module):
             return self.model(x)
         features = self.model[:-3](x)  # (N, ngf, H, W)
         return self.model[-3:](torch.cat([features, x], 1))  # last pad, conv, tanh
+
+    def encode(self, x: torch.Tensor, layers: Sequence[int]) -> list[torch.Tensor]:
+        """The outputs of the given layers of ``model`` (encoder only), stopping after the last.
+
+        Args:
+            x: Images, shape (N, input_nc, H, W) in [-1, 1].
+            layers: Indices into ``model``, each below ``encoder_layers``.
+
+        Returns:
+            One (N, C_l, H_l, W_l) feature map per entry of ``layers``, in that order.
+        """
+        return self._run(x, layers, translate=False)[1]
+
+    def translate_and_encode(
+        self, x: torch.Tensor, layers: Sequence[int]
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """``forward(x)`` and ``encode(x, layers)`` from one pass (the encoder runs once)."""
+        return self._run(x, layers, translate=True)
+
+    def _run(
+        self, x: torch.Tensor, layers: Sequence[int], translate: bool
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        _check_layers(layers, self.encoder_layers, "ResNet layer")
+        wanted, feats = set(layers), {}
+        for i, layer in enumerate(self.model if translate else self.model[: max(layers) + 1]):
+            if i - 1 in wanted and getattr(layer, "inplace", False):
+                x = x.clone()  # an in-place ReLU must not change a stored feature map
+            x = layer(x)
+            if i in wanted:
+                feats[i] = x
+        return x, [feats[i] for i in layers]
+
+    def encoder_channels(self, layers: Sequence[int]) -> list[int]:
+        """The channels of `encode`'s feature maps, read from the layers (no forward pass)."""
+        _check_layers(layers, self.encoder_layers, "ResNet layer")
+        out = []
+        for index in layers:
+            channels = self.model[1].in_channels
+            for layer in self.model[: index + 1]:
+                if isinstance(layer, nn.Conv2d):
+                    channels = layer.out_channels
+            out.append(channels)
+        return out
+
+
+def _check_layers(layers: Sequence[int], limit: int, what: str) -> None:
+    if not layers or min(layers) < 0 or max(layers) >= limit:
+        raise ValueError(f"encoder layers {list(layers)}: each {what} must be in 0..{limit - 1}")
 
 
 class UnetSkipConnectionBlock(nn.Module):
@@ -297,7 +348,7 @@ class UnetSkipConnectionBlock(nn.Module):
             use_dropout: Append Dropout(0.5) after the upsampling (intermediate levels only).
         """
         super().__init__()
-        self.outermost = outermost
+        self.outermost, self.innermost = outermost, innermost
         norm_layer = get_norm_layer(norm)
         use_bias = norm_uses_bias(norm)
         if input_nc is None:
@@ -388,6 +439,7 @@ class UnetGenerator(nn.Module):
         self.model = UnetSkipConnectionBlock(
             output_nc, ngf, input_nc=input_nc, submodule=block, outermost=True, norm=norm
         )
+        self.encoder_layers = num_downs + 1  # the input, then each downsampling's output
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Translate a batch of images.
@@ -399,3 +451,42 @@ class UnetGenerator(nn.Module):
             Images, shape (N, output_nc, H, W) in [-1, 1].
         """
         return self.model(x)
+
+    def _levels(self) -> list[UnetSkipConnectionBlock]:
+        """The levels from the outermost in."""
+        levels, block = [], self.model
+        while True:
+            levels.append(block)
+            if block.innermost:
+                return levels
+            block = block.model[1 if block.outermost else 3]
+
+    def encode(self, x: torch.Tensor, layers: Sequence[int]) -> list[torch.Tensor]:
+        """Encoder features: level 0 is the input, level k the k-th downsampling conv's output.
+
+        Args:
+            x: Images, shape (N, input_nc, H, W) in [-1, 1].
+            layers: Levels in 0..num_downs.
+
+        Returns:
+            One (N, C_k, H / 2**k, W / 2**k) feature map per entry of ``layers``, in that order.
+        """
+        _check_layers(layers, self.encoder_layers, "U-Net level")
+        feats, h = {0: x}, x
+        for level, block in enumerate(self._levels()[: max(layers)], start=1):
+            seq = block.model
+            if block.outermost:
+                h = seq[0](h)  # downconv
+            else:  # LeakyReLU (not in place: the stored features stay as they are), downconv
+                h = seq[1](F.leaky_relu(h, seq[0].negative_slope))
+            feats[level] = h
+            if not (block.outermost or block.innermost):
+                h = seq[2](h)  # downnorm
+        return [feats[i] for i in layers]
+
+    def encoder_channels(self, layers: Sequence[int]) -> list[int]:
+        """The channels of `encode`'s feature maps, read from the layers (no forward pass)."""
+        _check_layers(layers, self.encoder_layers, "U-Net level")
+        levels = self._levels()
+        conv = [levels[0].model[0]] + [b.model[1] for b in levels[1:]]
+        return [conv[0].in_channels if i == 0 else conv[i - 1].out_channels for i in layers]

@@ -1,4 +1,4 @@
-"""The CycleGAN model (two generators, two discriminators) and its two loss phases.
+"""CycleGAN (Zhu et al. 2017): two generators, two discriminators, its loss phases, its plug-in.
 
 Naming follows the reference implementation so its checkpoints map onto ours: G_A translates
 A -> B, G_B translates B -> A, D_A judges domain B (real B versus G_A(A)), D_B judges domain A.
@@ -7,28 +7,37 @@ No optimizer lives here: the training loop owns those.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gantrans.losses import AdversarialLoss, gradient_penalty
+from gantrans.config import LAMBDA_CYCLE, LAMBDA_IDENTITY
+from gantrans.image_pool import ImagePool
+from gantrans.losses import (
+    AdversarialLoss,
+    discriminator_accuracy,
+    discriminator_loss,
+    gradient_penalty,
+)
+from gantrans.methods.base import (
+    Batch,
+    Method,
+    Phase,
+    Terms,
+    discriminator_arch,
+    fuses,
+    generator_arch,
+    run_both,
+    set_requires_grad,
+)
 from gantrans.models import build_discriminator, build_generator, init_weights
 
-
-def generator_arch(model_cfg: dict, channels: int) -> dict:
-    """The generator architecture a checkpoint records, from the `model` config section."""
-    arch = {k: v for k, v in model_cfg.items() if k not in ("init_type", "init_gain")}
-    arch.update(in_channels=channels, out_channels=channels)
-    return arch
-
-
-def discriminator_arch(disc_cfg: dict, channels: int) -> dict:
-    """The discriminator architecture a checkpoint records, from the `discriminator` section."""
-    arch = {k: v for k, v in disc_cfg.items() if k not in ("init_type", "init_gain")}
-    arch.update(in_channels=channels)
-    return arch
+if TYPE_CHECKING:
+    from gantrans.config import TrainConfig
 
 
 class CycleGAN(nn.Module):
@@ -64,26 +73,6 @@ class Fakes:
     fake_A: torch.Tensor  # G_B(B)
     rec_A: torch.Tensor  # G_B(G_A(A))
     rec_B: torch.Tensor  # G_A(G_B(B))
-
-
-def _set_requires_grad(nets: list[nn.Module], flag: bool) -> None:
-    for net in nets:
-        for p in net.parameters():
-            p.requires_grad_(flag)
-
-
-def _both(
-    net: nn.Module, x: torch.Tensor, y: torch.Tensor, fuse: bool
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """net(x) and net(y); one call on the concatenated batch when `fuse` is set.
-
-    Fusing is the same math only for networks that treat each sample on its own (instance
-    norm or none, not batch norm); it halves the number of calls and gives the CPU and GPU
-    larger, more efficient convolutions.
-    """
-    if not fuse:
-        return net(x), net(y)
-    return net(torch.cat([x, y])).split(x.shape[0])
 
 
 class GeneratorPair(nn.Module):
@@ -147,8 +136,8 @@ class DiscriminatorPair(nn.Module):
         fake_B: torch.Tensor,
         generator: torch.Generator | None = None,
     ) -> tuple:
-        real_B_score, fake_B_score = _both(self.D_A, real_B, fake_B, self.fuse)
-        real_A_score, fake_A_score = _both(self.D_B, real_A, fake_A, self.fuse)
+        real_B_score, fake_B_score = run_both(self.D_A, real_B, fake_B, self.fuse)
+        real_A_score, fake_A_score = run_both(self.D_B, real_A, fake_A, self.fuse)
         gp_A = gp_B = None
         if self.penalty:
             gp_A = gradient_penalty(self.D_A, real_B, fake_B, generator)
@@ -173,8 +162,8 @@ class CycleGANLoss:
     def __init__(
         self,
         gan_mode: str = "lsgan",
-        lambda_cycle: float = 10.0,
-        lambda_identity: float = 0.5,
+        lambda_cycle: float = LAMBDA_CYCLE,
+        lambda_identity: float = LAMBDA_IDENTITY,
         lambda_gp: float = 10.0,
         fuse_generators: bool = False,
         fuse_discriminators: bool = False,
@@ -213,7 +202,7 @@ class CycleGANLoss:
         """
         generators = generators if generators is not None else self.pairs(model)[0]
         # the discriminators only score here: no gradients for their weights
-        _set_requires_grad(model.discriminators(), False)
+        set_requires_grad(model.discriminators(), False)
         try:
             fake_B, fake_A, rec_A, rec_B, idt_A, idt_B = generators(real_A, real_B)
             terms: dict[str, torch.Tensor] = {}
@@ -229,7 +218,7 @@ class CycleGANLoss:
                 terms["idt_B"] = F.l1_loss(idt_B.float(), real_A.float()) * w
             total = sum(terms.values())
         finally:
-            _set_requires_grad(model.discriminators(), True)
+            set_requires_grad(model.discriminators(), True)
         fakes = Fakes(fake_B=fake_B, fake_A=fake_A, rec_A=rec_A, rec_B=rec_B)
         return total, {k: v.detach() for k, v in terms.items()}, fakes
 
@@ -262,23 +251,104 @@ class CycleGANLoss:
             ("D_A", real_B_score, fake_B_score, gp_A),
             ("D_B", real_A_score, fake_A_score, gp_B),
         ):
-            loss_real = self.adv(pred_real, True)
-            loss_fake = self.adv(pred_fake, False)
             if gp is not None:
                 terms[f"{name}_gp"] = gp.detach()
-                terms[name] = loss_real + loss_fake + self.lambda_gp * gp
-            else:
-                terms[name] = 0.5 * (loss_real + loss_fake)
-            terms[f"{name}_acc"] = self._accuracy(pred_real.detach(), pred_fake.detach())
+            terms[name] = discriminator_loss(self.adv, pred_real, pred_fake, gp, self.lambda_gp)
+            terms[f"{name}_acc"] = discriminator_accuracy(
+                self.gan_mode, pred_real.detach(), pred_fake.detach()
+            )
         total = terms["D_A"] + terms["D_B"]
         return total, {k: v.detach() for k, v in terms.items()}
 
-    def _accuracy(self, pred_real: torch.Tensor, pred_fake: torch.Tensor) -> torch.Tensor:
-        pred_real, pred_fake = pred_real.float(), pred_fake.float()
-        if self.gan_mode == "wgangp":
-            threshold = pred_fake.mean()
-        else:  # lsgan targets 1/0 (threshold 0.5); bce works on logits (threshold 0)
-            threshold = torch.tensor(0.5 if self.gan_mode == "lsgan" else 0.0)
-        return 0.5 * (
-            (pred_real > threshold).float().mean() + (pred_fake <= threshold).float().mean()
+
+class CycleGANMethod(Method):
+    """`method=cyclegan` for the training loop: the networks, their objective and image buffers.
+
+    A step runs the generator phase (both generators: adversarial, cycle and identity terms),
+    then the discriminator phase on real images against fakes drawn from the buffers; with
+    loss.critic_steps = k only every k-th step has the generator phase.
+    """
+
+    pooled = ("A", "B")  # D_B sees buffered G_B(B), D_A buffered G_A(A)
+    discriminator_terms = ("D_A", "D_B")
+    adversarial_terms = ("G_A", "G_B")
+    progress_terms = ("G", "D_A", "D_B", "cycle_A")
+
+    def __init__(
+        self,
+        net: CycleGAN,
+        objective: CycleGANLoss,
+        pools: Mapping[str, ImagePool],
+        critic_steps: int = 1,
+    ) -> None:
+        super().__init__("cyclegan", {"AtoB": "G_A", "BtoA": "G_B"}, pools)
+        self.net = net
+        self.objective = objective
+        self.critic_steps = critic_steps
+        generators, discriminators = objective.pairs(net)
+        self.runners = {"G": generators, "D": discriminators}
+
+    @classmethod
+    def build(
+        cls, cfg: TrainConfig, channels: int, pools: Mapping[str, ImagePool]
+    ) -> CycleGANMethod:
+        model, disc, loss = cfg.model, cfg.discriminator, cfg.loss
+        net = CycleGAN(generator_arch(model, channels), discriminator_arch(disc, channels))
+        net.init_weights(
+            (str(model.init_type), model.init_gain), (str(disc.init_type), disc.init_gain)
         )
+        objective = CycleGANLoss(
+            gan_mode=str(loss.name),
+            lambda_cycle=loss.lambda_cycle,
+            lambda_identity=loss.lambda_identity,
+            lambda_gp=loss.lambda_gp,
+            fuse_generators=fuses(model, cfg.train.fuse_passes),
+            fuse_discriminators=fuses(disc, cfg.train.fuse_passes),
+        )
+        return cls(net, objective, pools, loss.critic_steps)
+
+    def networks(self) -> dict[str, nn.Module]:
+        return {"G_A": self.net.G_A, "G_B": self.net.G_B, "D_A": self.net.D_A, "D_B": self.net.D_B}
+
+    def arch(self) -> dict[str, Any]:
+        return {"generator": self.net.gen_arch, "discriminator": self.net.disc_arch}
+
+    def param_groups(self) -> dict[str, list[nn.Parameter]]:
+        return {
+            "G": [p for g in self.net.generators() for p in g.parameters()],
+            "D": [p for d in self.net.discriminators() for p in d.parameters()],
+        }
+
+    def phases(self, step: int) -> list[Phase]:
+        d_phase = Phase("D", self._discriminator_loss)
+        if step % self.critic_steps:  # critic-only step (wgangp with critic_steps > 1)
+            return [d_phase]
+        return [Phase("G", self._generator_loss), d_phase]
+
+    def _generator_loss(self, batch: Batch, cache: dict) -> tuple[torch.Tensor, Terms]:
+        """Adversarial both ways + cycle + identity, for both generators."""
+        total, terms, fakes = self.objective.generator_phase(
+            self.net, batch["A"], batch["B"], self.runners["G"]
+        )
+        cache["fakes"] = fakes.fake_A.detach(), fakes.fake_B.detach()
+        return total, {**terms, "G": total.detach()}
+
+    def _discriminator_loss(self, batch: Batch, cache: dict) -> tuple[torch.Tensor, Terms]:
+        """Both discriminators on real images versus fakes drawn from the history buffers."""
+        real_A, real_B = batch["A"], batch["B"]
+        if "fakes" in cache:
+            fake_A, fake_B = cache["fakes"]
+        else:  # no generator phase this step: fresh fakes, no graph
+            with torch.no_grad():
+                fake_B, fake_A = self.net.G_A(real_A), self.net.G_B(real_B)
+        return self.objective.discriminator_phase(
+            self.net, real_A, real_B, self.pools["A"].query(fake_A), self.pools["B"].query(fake_B),
+            discriminators=self.runners["D"],
+        )  # fmt: skip
+
+    def grids(self, real: Batch) -> dict[str, list[torch.Tensor]]:
+        fake_B, fake_A = self.net.G_A(real["A"]), self.net.G_B(real["B"])
+        return {
+            "A2B2A": [real["A"], fake_B, self.net.G_B(fake_B)],  # A -> B -> A
+            "B2A2B": [real["B"], fake_A, self.net.G_A(fake_A)],  # B -> A -> B
+        }

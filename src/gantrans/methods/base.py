@@ -1,0 +1,166 @@
+"""The method plug-in interface: what the training loop asks of a training method.
+
+A method owns its networks, its loss phases and what a checkpoint and the logs need; the loop
+(gantrans.engine, gantrans.train) only asks it for the optimisers' parameter groups, the phases
+of a step and the images to show, and knows nothing of cycles or contrastive losses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import torch
+from torch import nn
+
+from gantrans.config import to_plain
+from gantrans.image_pool import ImagePool
+
+if TYPE_CHECKING:
+    from gantrans.config import TrainConfig
+
+Batch = dict[str, torch.Tensor]
+"""A training batch by domain: {"A": (N, C, H, W) in [-1, 1], "B": ...}."""
+Terms = dict[str, torch.Tensor]
+"""Detached scalar loss terms by name, as logged under loss/ in TensorBoard."""
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One optimisation phase of a training step.
+
+    Attributes:
+        optimizer: The key of `Method.param_groups` whose optimiser minimises this loss.
+        loss: ``loss(batch, cache) -> (total, terms)``: the scalar to back-propagate and the
+            detached terms to log. ``cache`` is a dict shared by the phases of one step, so a
+            later phase can reuse what an earlier one computed (the fakes, say).
+    """
+
+    optimizer: str
+    loss: Callable[[Batch, dict[str, Any]], tuple[torch.Tensor, Terms]]
+
+
+class Method(nn.Module):
+    """Base class of a training method (see gantrans.methods.cyclegan and .cut for two).
+
+    A subclass sets the class attributes below, builds its networks in `build` and implements
+    the abstract methods. The networks must be registered submodules, so `.to()`, `.train()`
+    and SyncBatchNorm conversion reach them.
+
+    Class attributes:
+        data: The training batches it needs: "unpaired" (a random A and a random B image per
+            sample; the only kind the loop builds today).
+        pooled: Domains whose generated images reach the discriminators through an image
+            buffer (`self.pools[domain]`, sized by train.pool_size).
+        discriminator_terms: Loss terms that are a discriminator's loss (each with an
+            ``<name>_acc`` term), watched by the diagnostics.
+        adversarial_terms: The generators' adversarial terms, watched by the diagnostics.
+        progress_terms: The terms shown on the progress bar.
+
+    Attributes:
+        name: The method's name as recorded in a checkpoint (`method=NAME`).
+        directions: {direction: network name} of what it translates: {"AtoB": "G_A",
+            "BtoA": "G_B"} for CycleGAN, {"AtoB": "G"} for CUT; a paired method has one, an
+            unconditional one none.
+        pools: The image buffers of `pooled`, by domain.
+        runners: The single-call modules of the phases by name (see `wrap_runners`).
+    """
+
+    data: ClassVar[str] = "unpaired"
+    pooled: ClassVar[tuple[str, ...]] = ()
+    discriminator_terms: ClassVar[tuple[str, ...]] = ()
+    adversarial_terms: ClassVar[tuple[str, ...]] = ()
+    progress_terms: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, name: str, directions: Mapping[str, str], pools: Mapping[str, ImagePool]):
+        super().__init__()
+        self.name = name
+        self.directions = dict(directions)
+        self.pools = dict(pools)
+        self.runners: dict[str, nn.Module] = {}
+
+    @classmethod
+    def build(cls, cfg: TrainConfig, channels: int, pools: Mapping[str, ImagePool]) -> Method:
+        """The method for a run's typed config, its networks initialised (from the global RNG)."""
+        raise NotImplementedError
+
+    def networks(self) -> dict[str, nn.Module]:
+        """Every network with weights, by the name a checkpoint stores it under."""
+        raise NotImplementedError
+
+    def arch(self) -> dict[str, Any]:
+        """What a checkpoint records to rebuild the networks: plain values only; resuming
+        refuses a checkpoint whose arch differs. Holds at least {"generator": ...}."""
+        raise NotImplementedError
+
+    def param_groups(self) -> dict[str, list[nn.Parameter]]:
+        """The parameters of each optimiser, by the name the phases use ("G", "D")."""
+        raise NotImplementedError
+
+    def phases(self, step: int) -> list[Phase]:
+        """The phases of the step after `step` steps, in order (a critic-only step has no G)."""
+        raise NotImplementedError
+
+    def grids(self, real: Batch) -> dict[str, list[torch.Tensor]]:
+        """Image grids for TensorBoard from fixed samples, run in eval mode without gradients.
+
+        Returns:
+            {grid name: rows}, each row (N, C, H, W) in [-1, 1]: e.g. {"A2B2A": [real_A,
+            fake_B, rec_A]}.
+        """
+        raise NotImplementedError
+
+    def translator(self, direction: str) -> nn.Module:
+        """The network that translates `direction`."""
+        return self.networks()[self.directions[direction]]
+
+    def wrap_runners(self, wrap: Callable[[nn.Module], nn.Module]) -> None:
+        """Replace each phase's single-call module by ``wrap(module)``.
+
+        DistributedDataParallel needs each phase's trainable work in one module call per
+        backward, and torch.compile works best on such a module: the loop wraps them here.
+        """
+        self.runners = {name: wrap(module) for name, module in self.runners.items()}
+
+
+def generator_arch(model: Any, channels: int) -> dict:
+    """The generator architecture a checkpoint records, from the `model` config section."""
+    arch = {k: v for k, v in to_plain(model).items() if k not in ("init_type", "init_gain")}
+    arch.update(in_channels=channels, out_channels=channels)
+    return arch
+
+
+def discriminator_arch(disc: Any, channels: int) -> dict:
+    """The discriminator architecture a checkpoint records, from the `discriminator` section."""
+    arch = {k: v for k, v in to_plain(disc).items() if k not in ("init_type", "init_gain")}
+    arch.update(in_channels=channels)
+    return arch
+
+
+def fuses(section: Any, fuse_passes: bool) -> bool:
+    """Whether calls of a network on several inputs may be fused into one: batch norm mixes
+    the samples of a batch, so only without it (and with train.fuse_passes)."""
+    return fuse_passes and str(section.norm) != "batch"
+
+
+def set_requires_grad(nets: list[nn.Module], flag: bool) -> None:
+    """Switch the gradients of every parameter of `nets` on or off (a network that only
+    scores in a phase gets none)."""
+    for net in nets:
+        for p in net.parameters():
+            p.requires_grad_(flag)
+
+
+def run_both(
+    net: nn.Module, x: torch.Tensor, y: torch.Tensor, fuse: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """net(x) and net(y); one call on the concatenated batch when `fuse` is set.
+
+    Fusing is the same math only for networks that treat each sample on its own (instance
+    norm or none, not batch norm); it halves the number of calls and gives the CPU and GPU
+    larger, more efficient convolutions.
+    """
+    if not fuse:
+        return net(x), net(y)
+    return net(torch.cat([x, y])).split(x.shape[0])
