@@ -126,6 +126,7 @@ def test_judge_checks_flag_a_control_that_moves_like_a_translation():
     assert "responds to noise" in reasons[1]
     # a small translation gain: a control 10 points up is as large as the effect itself
     weak = {**ok, "domain_acc_AtoB": 0.12, "jpeg_domain_acc_AtoB": 0.16}
+    weak["judge2_domain_acc_AtoB"] = 0.1  # the second judge agrees
     assert any("JPEG" in r for r in controls.judge_checks(weak, "AtoB", "B", 300))
     assert controls.judge_checks(weak, "AtoB", "B", 8) == []  # 8 images: within chance
     disagree = {**ok, "judge2_domain_acc_AtoB": 0.3}

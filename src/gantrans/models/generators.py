@@ -262,8 +262,14 @@ class ResnetGenerator(nn.Module):
         """
         if not self.input_skip:
             return self.model(x)
-        features = self.model[:-3](x)  # (N, ngf, H, W)
-        return self.model[-3:](torch.cat([features, x], 1))  # last pad, conv, tanh
+        # a loop rather than slices of the Sequential, so that the module still scripts
+        head = len(self.model) - 3  # the last pad, conv and tanh
+        h = x
+        for i, layer in enumerate(self.model):
+            if i == head:
+                h = torch.cat([h, x], 1)  # (N, ngf + input_nc, H, W)
+            h = layer(h)
+        return h
 
     def encode(self, x: torch.Tensor, layers: Sequence[int]) -> list[torch.Tensor]:
         """The outputs of the given layers of ``model`` (encoder only), stopping after the last.
