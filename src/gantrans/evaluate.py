@@ -218,7 +218,12 @@ class Evaluator:
                 "channels": channels,
                 "train_images": [len(train_a), len(train_b)],
                 "test_images": [len(test_a), len(test_b)],
-                "judge_max_images": judge_max_images,
+                # the images the judges learn from (evenly spaced, so the count decides
+                # which): a cap above the set's size trains the same judges as no cap
+                "judge_images": [
+                    len(train) if judge_max_images is None else min(len(train), judge_max_images)
+                    for train in (train_a, train_b)
+                ],
             }
 
             def load_training() -> tuple[torch.Tensor, torch.Tensor]:
