@@ -137,3 +137,26 @@ def test_bench_video_reports_speed_and_flicker(tmp_path):
     assert [r["temporal_smoothing"] for r in rows] == [0.0, 0.8]
     assert all(r["frames"] == 4 and r["frames_per_second"] > 0 for r in rows)
     assert rows[1]["output_change_still"] <= rows[0]["output_change_still"]
+
+
+def test_compare_grid_rows_of_the_same_stems(tmp_path):
+    from PIL import Image
+
+    folders = [tmp_path / name for name in ("inputs", "a", "b")]
+    for i, folder in enumerate(folders):
+        folder.mkdir()
+        for stem in ("x1", "x2", "x3"):
+            Image.new("L", (16, 16), 40 * i).save(folder / f"{stem}.png")
+    (folders[2] / "x3.png").unlink()  # only x1 and x2 are in every folder
+    Image.new("L", (24, 24)).save(folders[1] / "x2.png")  # another size is resized
+    out = tmp_path / "grid.png"
+    result = run_script("compare_grid.py", *map(str, folders), "--n", "5", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert "2 images per row; rows: inputs, a, b" in result.stdout
+    with Image.open(out) as grid:  # 3 rows of 2 tiles, 16 px enlarged 6x, 2 px padding
+        assert grid.size == (2 * 96 + 3 * 2, 3 * 96 + 4 * 2)
+    (tmp_path / "empty").mkdir()
+    result = run_script("compare_grid.py", str(folders[0]), str(tmp_path / "empty"), "--out",
+                        str(out))  # fmt: skip
+    assert result.returncode == 2 and "share no file stem" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
