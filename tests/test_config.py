@@ -59,6 +59,10 @@ def test_recipes_apply_per_dataset_and_per_dataset_and_generator():
     unet = compose_train(["model=unet128"])
     assert unet.model.ngf == 32 and "input_skip" not in unet.model
     assert compose_train(["dataset=smiles"]).model.input_skip is False
+    # the smiles recipe drops CycleGAN's identity term, and still composes with CUT
+    smiles = compose_train(["+experiment=smiles"])
+    assert smiles.loss.lambda_identity == 0.0 and smiles.train.n_epochs == 2
+    assert compose_train_config(["+experiment=smiles", "method=cut"]).loss.lambda_identity is None
 
 
 def test_cut_and_fastcut_defaults_are_the_papers():
