@@ -165,6 +165,9 @@ def test_evaluator_api_for_training(tmp_path):
     # a cap above the set's size (as `gantrans evaluate` has by default) is no cap: same judges
     uncapped = Evaluator(SHAPES, 3, "cpu", **{**kwargs, "judge_max_images": None})
     assert [j["cached"] for j in uncapped.info["judges"]] == [True, True]
+    # a run of another seed is scored by the same judges
+    reseeded = Evaluator(SHAPES, 3, "cpu", seed=5, **kwargs)
+    assert [j["cached"] for j in reseeded.info["judges"]] == [True, True]
     one_way = evaluator(model.G_A)  # a method with one generator: no reconstructions
     assert "domain_acc_AtoB" in one_way and "domain_acc_BtoA" not in one_way
     assert "cycle_l1_A" not in one_way and "rec_domain_acc_AtoB" not in one_way

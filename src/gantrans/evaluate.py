@@ -34,7 +34,9 @@ log = logging.getLogger("gantrans")
 FEATURES = ("inception", "classifier")
 LABEL = {"A": 0, "B": 1}
 MIN_TEST_IMAGES = 4  # the two-sample test needs two images per class and half
-JUDGE_SEEDS = (0, 1)  # added to the evaluation seed: the two judges differ in seed too
+JUDGE_SEEDS = (0, 1)
+"""The two judges' seeds: fixed, not the evaluation's or the run's, so that runs of any seed
+are scored by the same judges (the judges differ in seed as well as in architecture)."""
 
 
 def _spaced(n_total: int, limit: int | None) -> list[int]:
@@ -234,7 +236,7 @@ class Evaluator:
 
             judge_set = judges.judges_for(
                 identity, str(self.dataset_cfg.get("name", "dataset")), load_training,
-                seeds=[seed + s for s in JUDGE_SEEDS], device=self.device, cache_dir=cache_dir,
+                seeds=list(JUDGE_SEEDS), device=self.device, cache_dir=cache_dir,
                 max_epochs=judge_epochs, patience=judge_patience, progress=progress,
             )  # fmt: skip
         self.judges = judge_set[:2] if controls else judge_set[:1]
