@@ -370,7 +370,12 @@ def device_name(cuda: bool) -> str:
 
     if cuda and torch.cuda.is_available():
         return f"{torch.cuda.get_device_name(0)} x{torch.cuda.device_count()}"
-    return platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next(line for line in f if line.startswith("model name"))
+        return f"{model.split(':', 1)[1].strip()}, {os.cpu_count()} cores"
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine()
 
 
 def inspect_run(run_dir: Path) -> dict:
