@@ -17,6 +17,14 @@ Contenders (`--contenders`, comma-separated): `plain` (fp32, one call per input 
 reference's order: the reference's math and layout), `fp32` (gantrans's defaults), `bf16`,
 `bf16-cl` (bf16 + channels_last), and `fp32-compile` / `bf16-compile` (torch.compile; the first
 steps compile for a minute or two and are not counted).
+
+Each round's steps of a contender are timed together, the device synchronised before and after
+them only, and the timed steps read no loss back, so on a GPU the host can queue the next step
+while the last one runs, as in training. `--quick` (3 rounds of 3 steps, 2 warm-up steps) fits
+a GPU check's time:
+
+    python scripts/bench_reference.py --reference ../cyclegan-reference --device cuda --quick \
+        --model resnet9 --size 256 --channels 3
 """
 
 from __future__ import annotations
@@ -91,11 +99,15 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--steps-per-round", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--device", default="auto")
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    parser.add_argument("--quick", action="store_true",
+                        help="3 rounds of 3 steps after 2 warm-up steps")  # fmt: skip
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--scratch", default="/tmp", help="the reference's checkpoints_dir")
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args()
+    if args.quick:
+        args.rounds, args.steps_per_round, args.warmup = 3, 3, 2
     names = args.contenders.split(",")
     unknown = [n for n in names if n not in CONTENDERS]
     if unknown:
@@ -107,9 +119,11 @@ def main() -> None:
 
     ref = reference_model(args.reference.resolve(), args, dev)
 
-    def reference_step(real_A: torch.Tensor, real_B: torch.Tensor) -> dict[str, float]:
+    def reference_step(real_A: torch.Tensor, real_B: torch.Tensor, read: bool = True) -> dict:
         ref.set_input({"A": real_A, "B": real_B, "A_paths": [], "B_paths": []})
         ref.optimize_parameters()
+        if not read:
+            return {}
         losses = {name: getattr(ref, f"loss_{name}") for name in LOSS_NAMES}
         return {k: v.item() if torch.is_tensor(v) else float(v) for k, v in losses.items()}
 
@@ -123,13 +137,13 @@ def main() -> None:
         for name, net in st.method.networks().items():  # the reference's initial weights
             net.load_state_dict(getattr(ref, f"net{name}").state_dict())
 
-        def step(real_A, real_B, st=st, cfg=cfg) -> dict:
+        def step(real_A, real_B, read: bool = True, st=st, cfg=cfg) -> dict:
             if cfg.channels_last:
                 real_A = real_A.contiguous(memory_format=torch.channels_last)
                 real_B = real_B.contiguous(memory_format=torch.channels_last)
             terms = train_step(st, {"A": real_A, "B": real_B})
             st.step += 1
-            return {name: float(terms[name]) for name in LOSS_NAMES}
+            return {name: float(terms[name]) for name in LOSS_NAMES} if read else {}
 
         steps[f"gantrans {name}"] = step
         # bf16 rounds; inductor reorders reductions, and Adam's first update is about
@@ -164,8 +178,9 @@ def main() -> None:
         inputs = [(batch(shape, dev, args.batch), batch(shape, dev, args.batch))
                   for _ in range(args.steps_per_round)]  # fmt: skip
         for name, step in steps.items():
-            for a, b in inputs:
-                times[name] += timed(lambda s=step, a=a, b=b: s(a.clone(), b.clone()), dev, 1)
+            copies = [(a.clone(), b.clone()) for a, b in inputs]  # outside the timed span
+            (seconds,) = timed(lambda s=step, c=copies: [s(a, b, False) for a, b in c], dev, 1)
+            times[name] += [seconds / len(copies)] * len(copies)  # the round's mean per step
         print(f"round {r + 1}/{args.rounds}", file=sys.stderr, flush=True)
 
     ref_median = statistics.median(times["reference"])

@@ -11,6 +11,13 @@ a large convolution timed on the spot.
     python scripts/benchmark.py --size 64 --channels 1 --no-fuse      # the reference's pass layout
     python scripts/benchmark.py --size 64 --channels 1 --method cut   # CUT's step (fastcut too)
     python scripts/benchmark.py ... --json out.json
+    python scripts/benchmark.py --matrix --model resnet9 --size 256 --channels 3 --batches 1 8
+
+`--matrix` times one configuration in several modes (`--modes`, default fp32, bf16,
+bf16-cl = bf16 + channels_last, bf16-cl-compile = that + torch.compile) at each of
+`--batches`, one row each, and on CUDA gives every row's MFU against the GPU's datasheet dense
+bf16 peak (GPU_PEAK_BF16_TFLOPS; `--peak-tflops` for a GPU not in it), whatever the row's own
+precision: the question is how much of the GPU the step uses.
 
 `--no-fuse` runs every generator and discriminator call separately, as the reference
 implementation (pytorch-CycleGAN-and-pix2pix) does: the same math, the reference's layout.
@@ -34,12 +41,29 @@ from gantrans.config import compose_train_config
 from gantrans.engine import TrainState, build_training, train_step
 from gantrans.runtime import DTYPES, autocast, resolve_device
 
-# dense peak TFLOP/s by (device name fragment, precision), for the utilisation estimate
-PEAK_TFLOPS = {
-    ("H100", "bf16"): 989.0, ("H100", "fp16"): 989.0, ("H100", "fp32"): 67.0,
-    ("H200", "bf16"): 989.0, ("H200", "fp16"): 989.0, ("H200", "fp32"): 67.0,
-    ("A100", "bf16"): 312.0, ("A100", "fp16"): 312.0, ("A100", "fp32"): 19.5,
+# datasheet dense (no sparsity) bf16 tensor-core TFLOP/s with fp32 accumulation, by a fragment of
+# torch.cuda.get_device_name(); the first fragment found in the name wins, so the more specific
+# ones come first ("H100 PCIe" before "H100", "L40S" before "L40" before "L4")
+GPU_PEAK_BF16_TFLOPS = {
+    "H100 PCIe": 756.0, "H100 NVL": 835.0, "H100": 989.0,  # plain "H100 80GB HBM3" is the SXM
+    "H200": 989.0, "H800": 989.0, "B200": 2250.0,
+    "A100": 312.0, "A800": 312.0, "A10G": 70.0, "A10": 125.0,
+    "L40S": 362.0, "L40": 181.0, "L4": 121.0,
+    "RTX 6000 Ada": 364.0, "RTX A6000": 155.0, "RTX 4090": 165.0, "RTX 3090": 71.0,
 }  # fmt: skip
+MATRIX_MODES = {  # name: (precision, channels_last, compile)
+    "fp32": ("fp32", False, False),
+    "bf16": ("bf16", False, False),
+    "bf16-cl": ("bf16", True, False),
+    "bf16-cl-compile": ("bf16", True, True),
+    "bf16-compile": ("bf16", False, True),
+    "fp16-cl": ("fp16", True, False),
+}
+
+
+def gpu_peak_bf16(name: str) -> float | None:
+    """The datasheet dense bf16 TFLOP/s of a GPU by its name, or None if not in the table."""
+    return next((v for k, v in GPU_PEAK_BF16_TFLOPS.items() if k in name), None)
 
 
 def build(args: argparse.Namespace, dev: torch.device) -> TrainState:
@@ -144,9 +168,10 @@ def training_step(args: argparse.Namespace, dev: torch.device) -> Callable[[], N
 
 def time_training(args: argparse.Namespace, dev: torch.device) -> dict:
     step = training_step(args, dev)
-    timed(step, dev, args.warmup)
     if dev.type == "cuda":
+        torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(dev)
+    timed(step, dev, args.warmup)  # compiles, autotunes, allocates: counted in the peak
     times = timed(step, dev, args.steps)
     sec = statistics.median(times)
     out = {
@@ -162,16 +187,15 @@ def time_training(args: argparse.Namespace, dev: torch.device) -> dict:
         ),
     }
     if dev.type == "cuda" or args.flops:
-        flops = count_flops(step)
+        # the counter sees the operators of an eager step; a compiled one does the same math
+        eager = argparse.Namespace(**{**vars(args), "compile": False})
+        flops = count_flops(training_step(eager, dev) if args.compile else step)
         out["gflop_per_iter"] = flops / 1e9
         out["achieved_tflops"] = flops / sec / 1e12
         if dev.type == "cuda":
-            name = torch.cuda.get_device_name(dev)
-            peak = next(
-                (v for (k, p), v in PEAK_TFLOPS.items() if k in name and p == args.precision),
-                None,
-            )
+            peak = args.peak_tflops or gpu_peak_bf16(torch.cuda.get_device_name(dev))
             if peak:
+                out["peak_bf16_tflops"] = peak
                 out["mfu"] = out["achieved_tflops"] / peak
         else:  # no datasheet for CPUs: the peak is the faster of two large kernels measured here
             rates = peak_rates(dev, args.precision)
@@ -197,6 +221,38 @@ def time_translate(args: argparse.Namespace, dev: torch.device) -> dict:
         "translate_images_per_sec": args.translate_batch / sec,
         "translate_batch": args.translate_batch,
     }
+
+
+def run_matrix(args: argparse.Namespace, dev: torch.device) -> list[dict]:
+    """One row per (batch, mode): the training step's speed, memory and MFU; a failing mode
+    (say, torch.compile without a compiler) is a row with its error, and the others still run."""
+    rows = []
+    for n in args.batches:
+        for mode in args.modes:
+            precision, channels_last, compiled = MATRIX_MODES[mode]
+            cfg = argparse.Namespace(**{**vars(args), "batch": n, "precision": precision,
+                                        "channels_last": channels_last, "compile": compiled})  # fmt: skip
+            row: dict = {"mode": mode, "batch": n}
+            try:
+                row.update(time_training(cfg, dev))
+            except Exception as exc:  # recorded in the row, not fatal to the table
+                row["error"] = (
+                    f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+                )
+            rows.append(row)
+            print(matrix_line(row), flush=True)
+            if dev.type == "cuda":
+                torch.cuda.empty_cache()
+    return rows
+
+
+def matrix_line(row: dict) -> str:
+    if "error" in row:
+        return f"{row['mode']:<16} {row['batch']:>5}  failed: {row['error']}"
+    mfu = f"{100 * row['mfu']:6.1f} %" if "mfu" in row else "       -"
+    return (f"{row['mode']:<16} {row['batch']:>5} {row['sec_per_iter_median']:>9.4f} "
+            f"{row['images_per_sec']:>9.1f} {row['peak_memory_mb']:>9.0f} "
+            f"{row.get('achieved_tflops', float('nan')):>8.2f} {mfu}")  # fmt: skip
 
 
 def main() -> None:
@@ -227,6 +283,13 @@ def main() -> None:
         action="store_true",
         help="on the CPU too: FLOPs, and utilisation of the measured peak",
     )
+    parser.add_argument("--matrix", action="store_true",
+                        help="time --modes at each of --batches (training only)")  # fmt: skip
+    parser.add_argument("--modes", nargs="+", default=["fp32", "bf16", "bf16-cl", "bf16-cl-compile"],
+                        choices=list(MATRIX_MODES))  # fmt: skip
+    parser.add_argument("--batches", nargs="+", type=int, default=[1, 8])
+    parser.add_argument("--peak-tflops", type=float, default=None,
+                        help="the GPU's dense bf16 TFLOP/s, for one not in the table")  # fmt: skip
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args()
     if args.threads:
@@ -234,6 +297,19 @@ def main() -> None:
     dev = resolve_device(args.device)
     if dev.type == "cuda":
         torch.backends.cudnn.benchmark = True
+    if args.matrix:
+        name = device_name(dev)
+        print(f"{args.method} {args.model} {args.size}x{args.size}x{args.channels} on {name}, "
+              f"torch {torch.__version__}")  # fmt: skip
+        print(f"{'mode':<16} {'batch':>5} {'s/iter':>9} {'images/s':>9} {'peak MB':>9} "
+              f"{'TFLOP/s':>8} {'MFU':>8}")  # fmt: skip
+        result = {"config": {k: v for k, v in vars(args).items() if k != "json"},
+                  "device": name, "torch": torch.__version__, "threads": torch.get_num_threads(),
+                  "matrix": run_matrix(args, dev)}  # fmt: skip
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(result, f, indent=2)
+        return
     result = {
         "config": {k: v for k, v in vars(args).items() if k != "json"},
         "device": device_name(dev),

@@ -169,3 +169,17 @@ def make_cut_checkpoint(path: Path, *overrides: str) -> Path:
 @pytest.fixture
 def cut_ckpt(tmp_path: Path) -> Path:
     return make_cut_checkpoint(tmp_path / "run" / "checkpoints" / "latest.pt")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked `cuda` are skipped, with the reason, where no CUDA GPU is visible."""
+    if torch.cuda.is_available():
+        return
+    build = f"CUDA {torch.version.cuda}" if torch.version.cuda else "a CPU-only build"
+    skip = pytest.mark.skip(
+        reason=f"needs a CUDA GPU, none is visible (torch {torch.__version__}, {build}); "
+        "python scripts/gpu_check.py runs these on one"
+    )
+    for item in items:
+        if item.get_closest_marker("cuda") is not None:
+            item.add_marker(skip)

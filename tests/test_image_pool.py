@@ -43,3 +43,18 @@ def test_state_dict_round_trip_gives_identical_draws():
     b.load_state_dict(a.state_dict())
     for i in range(6, 20):
         assert torch.equal(a.query(batch(i)), b.query(batch(i)))
+
+
+def test_stored_images_stay_on_the_device_they_came_from():
+    # the meta device stands in for a GPU: a copy to the host would fail there
+    pool = ImagePool(2, seed=0)
+    for _ in range(6):
+        out = pool.query(torch.empty(2, 1, 2, 2, device="meta"))
+        assert out.device.type == "meta" and out.shape == (2, 1, 2, 2)
+    assert len(pool) == 2 and all(img.device.type == "meta" for img in pool.images)
+
+
+def test_state_dict_is_on_the_cpu():
+    pool = ImagePool(2)
+    pool.query(batch(1, n=2).to(torch.float64))  # any device: state_dict hands over CPU tensors
+    assert pool.state_dict()["images"].device.type == "cpu"

@@ -84,6 +84,37 @@ def test_nan_rolls_back_with_a_lower_learning_rate(gantrans, tmp_path, monkeypat
         assert all(torch.isfinite(v).all() for v in sd.values() if v.is_floating_point())
 
 
+def test_nan_between_logs_is_reported_at_its_own_step(gantrans, tmp_path, monkeypatch):
+    # the check is read back from the device only when the loop logs (step 5 here), but the
+    # error names the step the NaN appeared at, and nothing after it was written
+    poison_step(monkeypatch, {3})
+    run = tmp_path / "run"
+    code, _, err = gantrans(
+        *run_dir_args(
+            run,
+            "train.max_steps=8",
+            "train.log_every=5",
+            "train.image_every=100",
+            "train.checkpoint_every=100",
+        )  # fmt: skip
+    )
+    assert code == 2
+    assert "loss cycle_A became non-finite at step 3" in err.strip().splitlines()[-1]
+    assert not (run / "checkpoints" / "latest.pt").exists()
+
+
+def test_finite_watch_finds_the_first_bad_step_in_one_read():
+    watch = train.FiniteWatch()
+    one = torch.tensor(1.0)
+    watch.add(1, {"a": one, "b": one})
+    watch.add(2, {"a": one, "b": torch.tensor(float("inf"))})
+    watch.add(3, {"a": torch.tensor(float("nan")), "b": one})
+    assert watch.first_bad() == (2, ["b"])
+    assert watch.first_bad() is None  # read once, then cleared
+    watch.add(4, {"a": one})
+    assert watch.first_bad() is None
+
+
 def test_full_disk_keeps_the_previous_checkpoint(gantrans, tmp_path, monkeypatch):
     run = tmp_path / "run"
     assert gantrans(*run_dir_args(run, "train.max_steps=1"))[0] == 0

@@ -160,3 +160,39 @@ def test_compare_grid_rows_of_the_same_stems(tmp_path):
                         str(out))  # fmt: skip
     assert result.returncode == 2 and "share no file stem" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_gpu_check_quick_on_the_cpu_records_every_part(tmp_path):
+    from gantrans.methods import METHODS
+
+    out = tmp_path / "check"
+    result = subprocess.run(
+        [sys.executable, str(SCRIPTS / "gpu_check.py"), "--out", str(out), "--device", "cpu",
+         "--quick"], capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    summary = json.loads((out / "gpu_check.json").read_text())
+    parts = {p["name"]: p for p in summary["parts"]}
+    failed = {k: p["reason"] for k, p in parts.items() if p["status"] == "fail"}
+    assert result.returncode == 0 and not failed, (failed, result.stdout[-2000:])
+    expected = {"pytest_cuda", "resume", "torchrun_1", "torchrun_2", "portable_device_to_cpu",
+                "portable_cpu_to_device", "benchmark", "bench_reference", "loader"}  # fmt: skip
+    expected |= {f"train_{m}_{mode}" for m in METHODS for mode in
+                 ("fp32", "bf16", "fp16", "channels_last", "compile")}  # fmt: skip
+    assert set(parts) == expected
+    for name in (
+        "portable_cpu_to_device",
+        "bench_reference",
+        *(f"train_{m}_fp16" for m in METHODS),
+    ):
+        assert parts[name]["status"] == "skip" and "needs CUDA" in parts[name]["reason"], name
+    # the CUDA-marked tests are collected and each skipped with its reason, never silently
+    assert parts["pytest_cuda"]["status"] == "skip"
+    assert parts["pytest_cuda"]["details"]["counts"].get("skipped", 0) > 0
+    assert all("needs a CUDA GPU" in r for r in parts["pytest_cuda"]["details"]["skip_reasons"])
+    for name in ("train_cyclegan_fp32", "resume", "torchrun_2", "portable_device_to_cpu", "loader"):
+        assert parts[name]["status"] == "pass", (name, parts[name])
+    assert parts["train_cut_fp32"]["details"]["losses_finite"]
+    assert parts["resume"]["details"]["compare"]["identical"]
+    assert parts["train_cyclegan_fp32"]["peak_rss_mb"] > 0
+    md = (out / "gpu_check.md").read_text()
+    assert all(f"| {name} |" in md for name in expected)

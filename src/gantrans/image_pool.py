@@ -14,11 +14,16 @@ class ImagePool:
 
     All randomness comes from the pool's own generator, and `state_dict` captures it together
     with the stored images, so a resumed run draws exactly what an uninterrupted one would.
+
+    The stored images stay on the device they came from: no copy to the host and back on every
+    step (on a GPU each such round trip waited for the step's kernels). The generator is a CPU
+    one, so its draws need no device synchronisation; `state_dict` hands the images over on the
+    CPU, so a checkpoint loads on any device.
     """
 
     def __init__(self, size: int, seed: int = 0) -> None:
         self.size = size
-        self.images: list[torch.Tensor] = []  # each (C, H, W), detached, on the CPU
+        self.images: list[torch.Tensor] = []  # each (C, H, W), detached, on the images' device
         self.generator = torch.Generator().manual_seed(seed)
 
     def query(self, images: torch.Tensor) -> torch.Tensor:
@@ -28,14 +33,14 @@ class ImagePool:
         out = []
         for image in images.detach():
             if len(self.images) < self.size:
-                self.images.append(image.cpu().clone())
+                self.images.append(image.clone())
                 out.append(image)
                 continue
             if torch.rand(1, generator=self.generator).item() < 0.5:
                 slot = int(torch.randint(0, self.size, (1,), generator=self.generator).item())
                 old = self.images[slot]
-                self.images[slot] = image.cpu().clone()
-                out.append(old.to(image.device, image.dtype))
+                self.images[slot] = image.clone()
+                out.append(old.to(image.device, image.dtype))  # a no-op unless just resumed
             else:
                 out.append(image)
         return torch.stack(out)
@@ -46,7 +51,7 @@ class ImagePool:
     def state_dict(self) -> dict:
         return {
             "size": self.size,
-            "images": torch.stack(self.images) if self.images else torch.empty(0),
+            "images": torch.stack(self.images).cpu() if self.images else torch.empty(0),
             "generator": self.generator.get_state(),
         }
 

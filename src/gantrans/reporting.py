@@ -30,7 +30,11 @@ class RunningMeans:
             self.counts[key] += 1
 
     def means(self) -> dict[str, float]:
-        return {k: (v / self.counts[k]).item() for k, v in self.sums.items()}
+        """The averages, read back from the device in one transfer (one synchronisation)."""
+        if not self.sums:
+            return {}
+        values = torch.stack([v / self.counts[k] for k, v in self.sums.items()]).tolist()
+        return dict(zip(self.sums, values, strict=True))
 
     def reset(self) -> None:
         self.sums.clear()

@@ -1,9 +1,14 @@
 """`gantrans train`: the training loop, read top to bottom, and the command that runs it.
 
 `train` is the loop; what it does at each point has a named function below it: `start` (data,
-state, resume, reporting), `guarded_step`, `nonfinite_terms` and `recover` (a NaN or Inf loss),
-`log_scalars`, `log_images`, `end_of_step` (end of epoch, checkpoints, evaluation, best.pt)
-and `finish`. The method being trained (gantrans.methods) is a plug-in: nothing here knows of
+state, resume, reporting), `guarded_step`, `host_work_due`, `nonfinite_terms` and `recover`
+(a NaN or Inf loss), `log_scalars`, `log_images`, `end_of_step` (end of epoch, checkpoints,
+evaluation, best.pt) and `finish`.
+
+The loop never waits for the device on a step that does nothing on the host: the loss terms
+are averaged on the device, and whether they are finite is recorded there too (FiniteWatch);
+both are read back only on the steps that log, write images or checkpoints, or stop. A NaN is
+then reported with the step it appeared at, and nothing it touched reaches a checkpoint. The method being trained (gantrans.methods) is a plug-in: nothing here knows of
 cycles or contrastive losses.
 """
 
@@ -66,6 +71,41 @@ class StopRequest:
             signal.signal(sig, handler)
 
 
+class FiniteWatch:
+    """Whether each step's loss terms were finite, kept on the device until someone asks.
+
+    `add` records one step without synchronising; `first_bad` reads every pending record back
+    in one transfer and returns the first step with a NaN or Inf term, and those terms.
+    """
+
+    def __init__(self) -> None:
+        self.pending: list[tuple[int, list[str], torch.Tensor]] = []  # (step, names, (K,) bool)
+
+    def add(self, step: int, terms: Terms) -> None:
+        if terms:
+            names = list(terms)
+            flags = torch.stack([torch.isfinite(v.detach()).all() for v in terms.values()])
+            self.pending.append((step, names, flags))
+
+    def first_bad(self) -> tuple[int, list[str]] | None:
+        if not self.pending:
+            return None
+        flags = torch.cat([f for _, _, f in self.pending]).tolist()  # the one synchronisation
+        i = 0
+        found = None
+        for step, names, f in self.pending:
+            ok = flags[i : i + f.numel()]
+            i += f.numel()
+            if not all(ok):
+                found = step, [n for n, good in zip(names, ok, strict=True) if not good]
+                break
+        self.pending.clear()
+        return found
+
+    def reset(self) -> None:
+        self.pending.clear()
+
+
 @dataclass
 class TrainData:
     """The training batches of a run and its length."""
@@ -94,6 +134,7 @@ class Run:
     diag: Diagnostics | None = None
     evaluator: Any = None  # gantrans.evaluate.Evaluator with train.eval_every, on rank 0
     means: RunningMeans = field(default_factory=RunningMeans)
+    watch: FiniteWatch = field(default_factory=FiniteWatch)
     rollbacks: int = 0
     clock: tuple[float, int] = (0.0, 0)  # (time, step) of the last scalar log
 
@@ -117,29 +158,33 @@ def train(cfg: TrainConfig, run_dir: Path, dist_info: DistInfo | None = None) ->
     """
     run = start(cfg, run_dir, dist_info or DistInfo())
     st, data = run.state, run.data
+    stopping = False  # a stop request, agreed on by every rank
     with StopRequest() as stop:
-        while st.step < data.total_steps and stop.signal_name is None:
+        while st.step < data.total_steps and not stopping:
             data.sampler.set_epoch(st.epoch, start=st.epoch_step * data.global_batch)
             for batch in _batches(run):
                 terms = guarded_step(run, batch)
-                bad = nonfinite_terms(run, terms, stop)
-                if bad:  # never let a non-finite state reach a checkpoint
-                    recover(run, bad)
-                    break  # restart the epoch's data at the restored position
+                run.watch.add(st.step + 1, terms)  # no sync: read back when host work is due
                 st.step += 1
                 st.epoch_step += 1
                 run.means.add(terms)
                 run.bar.update(1)
+                if not host_work_due(run, stop):
+                    continue  # the device runs ahead: nothing here waits for it
+                bad_step, bad, stopping = nonfinite_terms(run, stop)
+                if bad:  # never let a non-finite state reach a log, a grid or a checkpoint
+                    recover(run, bad_step, bad)
+                    break  # restart the epoch's data at the restored position
                 if st.step % cfg.train.log_every == 0 or st.step == data.total_steps:
                     log_scalars(run)
                 if st.step % cfg.train.image_every == 0 or st.step == data.total_steps:
                     log_images(run)
                 end_of_step(run)
-                if st.step >= data.total_steps or stop.signal_name is not None:
+                if st.step >= data.total_steps or stopping:
                     break
-        if stop.signal_name is not None:
+        if stopping:
             run.save()
-    return finish(run, stop.signal_name)
+    return finish(run, stop.signal_name if stopping else None)
 
 
 def start(cfg: TrainConfig, run_dir: Path, di: DistInfo) -> Run:
@@ -300,27 +345,45 @@ def guarded_step(run: Run, batch: Batch) -> Terms:
         ) from exc
 
 
-def nonfinite_terms(run: Run, terms: Terms, stop: StopRequest) -> list[str]:
-    """The loss terms that are NaN or Inf. Under DDP every rank must take the same branch or
-    the collectives hang, so the ranks agree here on that and on a stop request."""
-    bad = [k for k, v in terms.items() if not torch.isfinite(v).all()]
+def host_work_due(run: Run, stop: StopRequest) -> bool:
+    """Whether this step logs, writes grids or a checkpoint, or ends the run: the steps that
+    read results back from the device (and so wait for it). Under DDP it depends on the step
+    alone, so every rank synchronises on the same steps; a stop request is acted on at the
+    next of these (within train.log_every steps)."""
+    st, t, data = run.state, run.cfg.train, run.data
+    return (
+        st.step % t.log_every == 0
+        or st.step % t.image_every == 0
+        or st.step % t.checkpoint_every == 0
+        or st.epoch_step == data.steps_per_epoch
+        or st.step >= data.total_steps
+        or (stop.signal_name is not None and not st.dist_info.enabled)
+    )
+
+
+def nonfinite_terms(run: Run, stop: StopRequest) -> tuple[int, list[str], bool]:
+    """The first step since the last check whose loss terms were NaN or Inf, those terms, and
+    whether to stop. Under DDP every rank must take the same branch or the collectives hang,
+    so the ranks agree here on both."""
+    found = run.watch.first_bad()
+    step, bad = found if found is not None else (run.state.step, [])
+    stopping = stop.signal_name is not None
     di = run.state.dist_info
     if di.enabled:
-        stop_any, bad_any = distributed.any_rank(
-            [stop.signal_name is not None, bool(bad)], di, run.state.device
-        )
-        if stop_any and stop.signal_name is None:
+        stop_any, bad_any = distributed.any_rank([stopping, bool(bad)], di, run.state.device)
+        if stop_any and not stopping:
             stop.signal_name = "SIGTERM"  # another rank was told to stop
+        stopping = stop_any
         if bad_any and not bad:
             bad = ["(on another rank)"]
-    return bad
+    return step, bad, stopping
 
 
-def recover(run: Run, bad: list[str]) -> None:
+def recover(run: Run, bad_step: int, bad: list[str]) -> None:
     """Stop with one line, or (train.on_nonfinite=rollback) go back to the last checkpoint with
     a lower learning rate."""
     t, st = run.cfg.train, run.state
-    where = f"loss {', '.join(bad)} became non-finite at step {st.step + 1}"
+    where = f"loss {', '.join(bad)} became non-finite at step {bad_step}"
     if str(t.on_nonfinite) != "rollback" or run.rollbacks >= t.max_rollbacks:
         raise TrainingError(
             f"{where}: lower train.lr, use precision=fp32, or set train.on_nonfinite=rollback; "
@@ -336,6 +399,7 @@ def recover(run: Run, bad: list[str]) -> None:
     run.reporter.text("diagnostics", where)
     run.bar.n = st.step
     run.means.reset()
+    run.watch.reset()
 
 
 def log_scalars(run: Run) -> None:
