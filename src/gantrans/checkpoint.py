@@ -124,8 +124,9 @@ def generator_arch(ckpt: dict) -> dict[str, Any]:
 
 
 def channels(ckpt: dict) -> int:
-    """The image channels the generators take and give (1 or 3)."""
-    return int(generator_arch(ckpt)["in_channels"])
+    """The image channels the generators take and give (1 or 3; a DCGAN's: that it gives)."""
+    arch = generator_arch(ckpt)
+    return int(arch["in_channels"] if "in_channels" in arch else arch["out_channels"])
 
 
 def generator_weights(ckpt: dict, direction: str, path: str | Path) -> dict:
