@@ -428,6 +428,20 @@ class ExportConfig:
 
 
 @dataclass
+class SampleConfig:
+    ckpt: str = MISSING  # a DCGAN checkpoint (method=dcgan)
+    n: int = 64  # images to draw
+    output_dir: str | None = None  # default: <run dir>/generated
+    seed: int = 0  # draws the latent vectors: the same seed, the same images
+    interpolate: bool = False  # also write interpolation.png (walks between latent vectors)
+    interpolate_rows: int = 8  # walks in the strip
+    interpolate_steps: int = 10  # images per walk, both ends included
+    batch_size: int = 64
+    device: str = "auto"
+    precision: Precision = Precision.fp32
+
+
+@dataclass
 class DownloadConfig:
     name: str | None = None  # apple2orange, horse2zebra, ..., smiles, celeba
     root: str | None = None  # null: $GANTRANS_DATA, else ./data
@@ -478,6 +492,7 @@ def register_configs() -> None:
     cs.store(name="download_schema", node=DownloadConfig)
     cs.store(name="export_schema", node=ExportConfig)
     cs.store(name="serve_schema", node=ServeConfig)
+    cs.store(name="sample_schema", node=SampleConfig)
     cs.store(group="dataset", name="shapes_schema", node=ShapesDatasetConfig)
     cs.store(group="dataset", name="folder_schema", node=FolderDatasetConfig)
     cs.store(group="dataset", name="smiles_schema", node=SmilesDatasetConfig)
