@@ -577,6 +577,11 @@ def _check_domains(cfg: DictConfig, schema: type[MethodConfig]) -> None:
                 f"dataset.domain={domain} applies to method=dcgan only (method={name} trains on "
                 "both domains): remove it"
             )
+        if cfg.discriminator.name == "dcgan":
+            raise ConfigError(
+                f"discriminator=dcgan scores whole images of model.image_size for method=dcgan: "
+                f"pick patchgan or pixel for method={name}"
+            )
         if cfg.model.name == "dcgan":
             raise ConfigError(
                 f"model=dcgan generates images from noise and cannot translate: use it with "

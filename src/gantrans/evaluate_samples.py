@@ -37,8 +37,8 @@ from gantrans.data import build_domain
 from gantrans.data.single import _plain_folder
 from gantrans.errors import ConfigError
 from gantrans.loader import load_sampler
-from gantrans.metric_names import LOWER_IS_BETTER
 from gantrans.methods.dcgan import latents
+from gantrans.metric_names import LOWER_IS_BETTER
 from gantrans.reporting import image_rows
 from gantrans.runtime import resolve_device
 from gantrans.sample import generate

@@ -50,7 +50,9 @@ def slerp(z0: torch.Tensor, z1: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def generate(net: torch.nn.Module, z: torch.Tensor, batch_size: int, precision: str) -> torch.Tensor:
+def generate(
+    net: torch.nn.Module, z: torch.Tensor, batch_size: int, precision: str
+) -> torch.Tensor:
     """net(z) in batches on the network's device: (N, C, S, S) in [-1, 1], float32 on the CPU."""
     device = next(net.parameters()).device
     out = []

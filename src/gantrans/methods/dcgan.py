@@ -94,7 +94,9 @@ class DCGAN(Method):
         init_weights(D, str(disc.init_type), disc.init_gain)
         k = cfg.train.num_samples
         fixed = latents(
-            k * GRID_ROWS, gen_arch["nz"], torch.Generator().manual_seed(cfg.seed + LATENT_SEED_OFFSET)
+            k * GRID_ROWS,
+            gen_arch["nz"],
+            torch.Generator().manual_seed(cfg.seed + LATENT_SEED_OFFSET),
         )  # a private stream: the grids show the same latents in every run of this seed
         fuse = cfg.train.fuse_passes and str(disc.norm) != "batch"
         return cls((gen_arch, disc_arch), G, D, cfg.loss, fixed, fuse_discriminator=fuse)
@@ -132,7 +134,9 @@ class DCGAN(Method):
         loss = discriminator_loss(self.adv, real_score, fake_score, gp, self.lambda_gp)
         terms = {
             "D": loss.detach(),
-            "D_acc": discriminator_accuracy(self.gan_mode, real_score.detach(), fake_score.detach()),
+            "D_acc": discriminator_accuracy(
+                self.gan_mode, real_score.detach(), fake_score.detach()
+            ),
         }
         if gp is not None:
             terms["D_gp"] = gp.detach()
