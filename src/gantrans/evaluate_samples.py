@@ -12,8 +12,8 @@ against those real test images:
 - diversity diagnostics: the samples' spread per pixel and their mean pairwise distance in
   features, each relative to the real test images' (1 = as varied as real images, near 0 =
   mode collapse), and the median distance from a sample to its nearest *training* image
-  relative to the same for real test images (well below 1 = the generator copies training
-  images).
+  (among up to `judge_max_images` of them) relative to the same for real test images (well
+  below 1 = the generator copies training images).
 
 A dataset without two domains (a plain folder of images) has no judges: it takes
 features=inception and reports FID/KID and the diversity figures.
@@ -34,11 +34,11 @@ from torchvision.utils import save_image
 
 from gantrans import __version__, checkpoint, classifiers, metrics
 from gantrans.data import build_domain
-from gantrans.data.single import _plain_folder
+from gantrans.data.single import is_plain_folder
 from gantrans.errors import ConfigError
 from gantrans.loader import load_sampler
 from gantrans.methods.dcgan import latents
-from gantrans.metric_names import LOWER_IS_BETTER
+from gantrans.metric_names import SAMPLES_LOWER_IS_BETTER
 from gantrans.reporting import image_rows
 from gantrans.runtime import resolve_device
 from gantrans.sample import generate
@@ -100,10 +100,11 @@ def evaluate_samples(cfg: DictConfig, ckpt_path: Path, dataset: dict[str, Any]) 
     device = resolve_device(cfg.device)
     net, arch, ckpt = load_sampler(ckpt_path, device)
     channels = checkpoint.channels(ckpt)
-    domain = dataset.get("domain") or "B"
+    recorded = checkpoint.recorded_config(ckpt).get("dataset") or {}
+    domain = dataset.get("domain") or recorded.get("domain") or "B"  # dataset=NAME: the run's
     dataset = {**dataset, "channels": channels, "domain": domain}
     out_dir = Path(cfg.output_dir) if cfg.output_dir else run_dir_of(ckpt_path) / "eval"
-    plain = dataset.get("name") == "folder" and _plain_folder(dataset, domain)
+    plain = is_plain_folder(dataset, domain)
     evaluator, judge_info = None, []
     if plain:
         if cfg.features != "inception":
@@ -142,7 +143,7 @@ def evaluate_samples(cfg: DictConfig, ckpt_path: Path, dataset: dict[str, Any]) 
     fake = quantize(generate(net, z, cfg.batch_size, "fp32"))  # scored as saved: 8-bit
     real_feats = evaluator.real_features[domain] if evaluator else features(real, "features real")
     fake_feats = features(fake, "features samples")
-    train = build_domain({**dataset, "augment": False}, "train", channels)
+    train = build_domain(dataset, "train", channels)
     train_images = quantize(load_images(train, cfg.judge_max_images, f"train {domain}",
                                         cfg.progress))  # fmt: skip
     train_feats = features(train_images, "features train")
@@ -187,7 +188,7 @@ def evaluate_samples(cfg: DictConfig, ckpt_path: Path, dataset: dict[str, Any]) 
             "judges": [dict(j) for j in judge_info],
         },
         "metrics": scores,
-        "lower_is_better": {k: LOWER_IS_BETTER[k] for k in scores},
+        "lower_is_better": {k: SAMPLES_LOWER_IS_BETTER[k] for k in scores},
     }
     write(out_dir, report, real, fake, cfg.num_samples)
     for line in summary(report):

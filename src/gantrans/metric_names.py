@@ -72,7 +72,11 @@ _SAMPLES_LOWER = {
     "feature_diversity": False,  # mean pairwise feature distance, relative to real images
     "nn_train_ratio": False,  # nearest training image, relative to real test images (low: copies)
 }
-LOWER_IS_BETTER.update({f"{name}_samples": lower for name, lower in _SAMPLES_LOWER.items()})
+SAMPLES_LOWER_IS_BETTER: dict[str, bool] = {
+    f"{name}_samples": lower for name, lower in _SAMPLES_LOWER.items()
+}
+"""Every metric name an evaluation of an unconditional model's samples can report -> True
+when a lower value is better (translations: LOWER_IS_BETTER)."""
 
 
 def base_name(metric: str) -> str:

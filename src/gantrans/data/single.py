@@ -40,13 +40,16 @@ def build_single_domain(
     domain = cfg.get("domain")
     if domain not in DOMAINS:
         raise DataError(f"dataset.domain={domain!r} is not a domain: choose A or B")
-    if cfg.get("name") == "folder" and _plain_folder(cfg, domain):
+    if is_plain_folder(cfg, domain):
         return _plain_folder_domain(cfg, split, channels)
     return builder(cfg, split, channels)[DOMAINS.index(domain)]
 
 
-def _plain_folder(cfg: Mapping[str, Any], domain: str) -> bool:
-    """Whether dataset.root is a folder of images rather than the trainA/trainB layout."""
+def is_plain_folder(cfg: Mapping[str, Any], domain: str) -> bool:
+    """Whether a folder dataset's root is a folder of images rather than the trainA/trainB
+    layout (False for the other datasets)."""
+    if cfg.get("name") != "folder":
+        return False
     root = Path(str(cfg.get("root"))).expanduser()
     return root.is_dir() and not (root / f"train{domain}").is_dir()
 
