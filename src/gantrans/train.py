@@ -247,33 +247,15 @@ def build_data(cfg: TrainConfig, di: DistInfo, dev: torch.device) -> TrainData:
     train_A, train_B = build_domains(dataset, "train", channels)
     test_A, test_B = build_domains(dataset, "test", channels)
     data = UnpairedDataset(train_A, train_B, augment=True)
-    global_batch = t.batch_size * di.world_size
-    steps_per_epoch = len(data) // global_batch
-    if steps_per_epoch == 0:
-        raise ConfigError(
-            f"train.batch_size={t.batch_size} x {di.world_size} process(es) is larger than the "
-            f"dataset ({len(data)} images per epoch)"
-        )
-    planned = (t.n_epochs + t.n_epochs_decay) * steps_per_epoch
     sampler = UnpairedSampler(
         len(train_A), len(train_B), seed=cfg.seed, rank=di.rank, world_size=di.world_size
     )
-    loader = torch.utils.data.DataLoader(
-        data, batch_size=t.batch_size, sampler=sampler, num_workers=t.num_workers,
-        persistent_workers=t.num_workers > 0, pin_memory=dev.type == "cuda", drop_last=True,
-        # a private generator: creating the iterator must not consume the global RNG, or a
-        # resumed run would draw different dropout masks than an uninterrupted one
-        generator=torch.Generator().manual_seed(cfg.seed),
-    )  # fmt: skip
     k = t.num_samples
     samples = {
         "train": {"A": _fixed_samples(train_A, k), "B": _fixed_samples(train_B, k)},
         "test": {"A": _fixed_samples(test_A, k), "B": _fixed_samples(test_B, k)},
     }
-    return TrainData(
-        loader, sampler, (len(train_A), len(train_B)), global_batch, steps_per_epoch,
-        min(planned, t.max_steps) if t.max_steps is not None else planned, planned, samples,
-    )  # fmt: skip
+    return _train_data(cfg, di, dev, data, sampler, (len(train_A), len(train_B)), samples)
 
 
 def build_single_data(cfg: TrainConfig, di: DistInfo, dev: torch.device) -> TrainData:
@@ -297,8 +279,7 @@ def _train_data(
     sizes: tuple[int, ...],
     samples: dict[str, Batch],
 ) -> TrainData:
-    """The loader over `data` in `sampler`'s order and the run's length in steps (as
-    `build_data` makes them for unpaired data)."""
+    """The loader over `data` in `sampler`'s order and the run's length in steps."""
     t = cfg.train
     global_batch = t.batch_size * di.world_size
     steps_per_epoch = len(data) // global_batch
