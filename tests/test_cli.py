@@ -31,7 +31,8 @@ def test_cfg_job_prints_the_composed_config(gantrans):
 
 def test_hydra_help_lists_config_groups(gantrans):
     code, out, _ = gantrans("train", "--help")
-    assert code == 0 and "model: resnet6, resnet9" in out.replace("resnet_schema, ", "")
+    shown = out.replace("dcgan_schema, ", "").replace("resnet_schema, ", "")
+    assert code == 0 and "model: dcgan, resnet6, resnet9" in shown
 
 
 @pytest.mark.parametrize(
@@ -40,7 +41,7 @@ def test_hydra_help_lists_config_groups(gantrans):
         ("train.lrr=1", "train.lrr"),
         ("train.lr=fast", "train.lr: Value 'fast'"),
         ("model.norm=group", "expected one of [instance, batch, none]"),
-        ("model=resnet7", "choose one of: resnet6, resnet9, unet128, unet256"),
+        ("model=resnet7", "choose one of: dcgan, resnet6, resnet9, unet128, unet256"),
         ("train.batch_size=-1", "train.batch_size must be positive"),
         ("device=tpu", "device=tpu"),
     ],

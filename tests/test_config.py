@@ -33,10 +33,10 @@ def compose_train(overrides: list[str]):
 
 
 def test_groups_ship_the_documented_options():
-    assert options("model") == ["resnet6", "resnet9", "unet128", "unet256"]
-    assert options("discriminator") == ["patchgan", "pixel"]
+    assert options("model") == ["dcgan", "resnet6", "resnet9", "unet128", "unet256"]
+    assert options("discriminator") == ["dcgan", "patchgan", "pixel"]
     assert options("loss") == ["bce", "lsgan", "wgangp"]
-    assert options("method") == ["cut", "cyclegan", "fastcut"]
+    assert options("method") == ["cut", "cyclegan", "dcgan", "fastcut"]
     assert {"shapes", "folder"} <= set(options("dataset"))
 
 
@@ -88,9 +88,13 @@ def test_a_default_is_stated_once():
     assert compose_train_config([]).train.n_epochs_decay == 1  # the shapes recipe
 
 
+TRANSLATORS = [m for m in options("model") if m != "dcgan"]  # dcgan: from noise, method=dcgan
+PATCH_DISCRIMINATORS = [d for d in options("discriminator") if d != "dcgan"]
+
+
 @pytest.mark.parametrize(
     "model,disc,loss",
-    list(itertools.product(options("model"), options("discriminator"), options("loss"))),
+    list(itertools.product(TRANSLATORS, PATCH_DISCRIMINATORS, options("loss"))),
 )
 def test_every_combination_composes_and_builds(model, disc, loss, tmp_path):
     size = {"unet128": 128, "unet256": 256}.get(model, 32)
@@ -110,6 +114,22 @@ def test_every_combination_composes_and_builds(model, disc, loss, tmp_path):
     with torch.no_grad():
         out = net.G_A(torch.zeros(1, 3, size, size))
     assert out.shape == (1, 3, size, size)
+
+
+@pytest.mark.parametrize(
+    "disc,loss", list(itertools.product(options("discriminator"), options("loss")))
+)
+def test_every_dcgan_combination_composes_and_builds(disc, loss):
+    from gantrans.engine import build_training
+
+    overrides = ["method=dcgan", f"discriminator={disc}", f"loss={loss}", "model.ngf=2",
+                 "discriminator.ndf=2", "precision=fp32"]  # fmt: skip
+    if loss == "wgangp" and disc == "dcgan":
+        overrides.append("discriminator.norm=none")
+    st = build_training(compose_train_config(overrides), torch.device("cpu"))
+    with torch.no_grad():
+        fake = st.method.eval().sample(2)
+        assert fake.shape == (2, 3, 32, 32) and st.method.D(fake).shape[:2] == (2, 1)
 
 
 def test_folder_dataset_composes(tmp_path):
@@ -141,6 +161,7 @@ def test_folder_dataset_composes(tmp_path):
             "not measured for method=cut, which translates AtoB only",
         ),
         (["method=cut", "train.eval_every=1", "train.eval_metric=cycle_psnr_A"], "AtoB only"),
+        (["discriminator=dcgan"], "discriminator=dcgan scores whole images"),
     ],
 )
 def test_impossible_values_are_one_line_config_errors(overrides, message):

@@ -74,7 +74,7 @@ def test_judge_cache_round_trip_key_and_bad_files(tmp_path):
 def test_the_cache_key_ignores_augmentation_and_resolves_the_root(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     base = {"name": "smiles", "root": "data/SMILEsmileD", "image_size": 64, "rotate": 30.0}
-    mild = {**base, "rotate": 10.0, "balance": True, "flip": False}
+    mild = {**base, "rotate": 10.0, "balance": True, "flip": False, "domain": "B"}
     assert judges.dataset_identity(base) == judges.dataset_identity(mild)
     assert judges.dataset_identity(base)["root"] == str(tmp_path / "data" / "SMILEsmileD")
     assert judges.dataset_identity({**base, "image_size": 32}) != judges.dataset_identity(base)

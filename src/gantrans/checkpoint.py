@@ -5,10 +5,12 @@ reads it and nothing in it can run code:
 
     format        "gantrans-checkpoint"
     version       CHECKPOINT_VERSION
-    method        the training method ("cyclegan", "cut", "fastcut")
-    directions    {direction: network name}: what it translates ({"AtoB": "G"} for CUT)
+    method        the training method ("cyclegan", "cut", "fastcut", "dcgan")
+    directions    {direction: network name}: what it translates ({"AtoB": "G"} for CUT; {} for
+                  DCGAN, which generates from latent vectors: its generator is "G")
     arch          {"generator": {...}, "discriminator": {...}, ...}: enough to rebuild the networks
-    models        {network name: state dict} ("G_A", "G_B", "D_A", "D_B"; CUT "G", "D", "F")
+    models        {network name: state dict} ("G_A", "G_B", "D_A", "D_B"; CUT "G", "D", "F";
+                  DCGAN "G", "D")
     optimizers, schedulers, scaler, pools, rng, ranks: the full training state, for exact resume
     step, epoch, epoch_step: progress (epoch_step = batches of `epoch` already consumed)
     config        the resolved run config
@@ -101,6 +103,34 @@ def directions(ckpt: dict) -> list[str]:
     return list(ckpt.get("directions", V1_DIRECTIONS))
 
 
+def generates(ckpt: dict) -> bool:
+    """Whether the checkpoint is of an unconditional model (DCGAN): it has no direction and
+    draws images from latent vectors."""
+    return not ckpt.get("directions", V1_DIRECTIONS)
+
+
+def sampler_weights(ckpt: dict, path: str | Path) -> dict:
+    """The state dict of an unconditional model's generator ("G").
+
+    Raises:
+        CheckpointError: One line, if the checkpoint is of a translation model.
+    """
+    if not generates(ckpt):
+        raise CheckpointError(
+            f"{path} is a {method(ckpt)} model, which translates images rather than generating "
+            f"them: apply it with `gantrans translate ckpt={path} input=...`"
+        )
+    return ckpt["models"]["G"]
+
+
+def not_a_translator(ckpt: dict, path: str | Path) -> CheckpointError:
+    """The one-line error of a command that translates, given an unconditional checkpoint."""
+    return CheckpointError(
+        f"{path} is a {method(ckpt)} model: it generates images from noise rather than "
+        f"translating them; draw images with `gantrans sample ckpt={path} n=64`"
+    )
+
+
 OPTIONAL_GENERATOR_KEYS = {"input_skip": False}
 """Generator keys added after checkpoints without them were written, with the value those
 checkpoints mean."""
@@ -124,8 +154,9 @@ def generator_arch(ckpt: dict) -> dict[str, Any]:
 
 
 def channels(ckpt: dict) -> int:
-    """The image channels the generators take and give (1 or 3)."""
-    return int(generator_arch(ckpt)["in_channels"])
+    """The image channels the generators take and give (1 or 3; a DCGAN's: that it gives)."""
+    arch = generator_arch(ckpt)
+    return int(arch["in_channels"] if "in_channels" in arch else arch["out_channels"])
 
 
 def generator_weights(ckpt: dict, direction: str, path: str | Path) -> dict:
@@ -135,6 +166,8 @@ def generator_weights(ckpt: dict, direction: str, path: str | Path) -> dict:
         CheckpointError: One line, if the checkpoint does not translate that way (CUT: AtoB).
     """
     names = ckpt.get("directions", V1_DIRECTIONS)
+    if not names:
+        raise not_a_translator(ckpt, path)
     if direction not in names:
         raise CheckpointError(
             f"direction={direction}: {path} is a {method(ckpt)} model, which translates "

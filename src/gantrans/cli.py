@@ -29,12 +29,15 @@ class Subcommand:
 
 SUBCOMMANDS: dict[str, Subcommand] = {
     "train": Subcommand(
-        "train", "gantrans.train:main", "train a model (CycleGAN, CUT, FastCUT) from configs"
+        "train", "gantrans.train:main", "train a model (CycleGAN, CUT, FastCUT, DCGAN) from configs"
     ),
     "translate": Subcommand(
         "translate",
         "gantrans.translate:main",
         "apply a trained checkpoint to images, videos or a folder of them",
+    ),
+    "sample": Subcommand(
+        "sample", "gantrans.sample:main", "draw images from a DCGAN checkpoint (method=dcgan)"
     ),
     "serve": Subcommand(
         "serve", "gantrans.serve:main", "a local web page that translates uploaded images"
@@ -50,7 +53,8 @@ SUBCOMMANDS: dict[str, Subcommand] = {
 
 USAGE = """usage: gantrans <command> [key=value ...] [hydra flags]
 
-Unpaired image-to-image translation (CycleGAN, CUT, FastCUT) from Hydra configs.
+Unpaired image-to-image translation (CycleGAN, CUT, FastCUT) and image generation (DCGAN)
+from Hydra configs.
 
 commands:
 {commands}
@@ -63,6 +67,8 @@ examples:
   gantrans train                                   # built-in shapes dataset, ~10 min on a CPU
   gantrans train dataset=folder dataset.root=DIR model=resnet9
   gantrans train method=cut                        # CUT instead of CycleGAN
+  gantrans train method=dcgan dataset=smiles dataset.domain=B   # generate smiling faces
+  gantrans sample ckpt=runs/.../checkpoints/latest.pt n=64 interpolate=true
   gantrans translate ckpt=runs/.../checkpoints/latest.pt input=photos/
   gantrans serve ckpt=runs/.../checkpoints/latest.pt      # then open http://127.0.0.1:7860
 """

@@ -85,6 +85,9 @@ class Direction(Choice):
 class DatasetConfig:
     name: str = MISSING
     channels: int = 3  # 1 = grayscale, 3 = RGB; sets the networks' input and output channels
+    # the one domain a single-domain method (method=dcgan) trains on: A or B; null for the
+    # two-domain methods (dcgan's default: B)
+    domain: str | None = None
 
 
 @dataclass
@@ -177,6 +180,19 @@ class UnetGeneratorConfig(GeneratorConfig):
     num_downs: int = 8
 
 
+@dataclass
+class DCGANGeneratorConfig:
+    """The DCGAN generator (method=dcgan): a latent vector to an image, not an image to one."""
+
+    name: str = "dcgan"
+    nz: int = 100  # latent size
+    image_size: int = 64  # 16, 32, 64, 128 or 256; must be the dataset's image size
+    ngf: int = 64  # channels of the last hidden layer, doubled towards the 4x4 start
+    norm: Norm = Norm.batch  # batch (the paper's) or none
+    init_type: InitType = InitType.normal
+    init_gain: float = 0.02
+
+
 # ---------------------------------------------------------------------------------------------
 # discriminator group
 # ---------------------------------------------------------------------------------------------
@@ -198,6 +214,15 @@ class PatchGANConfig(DiscriminatorConfig):
 @dataclass
 class PixelDiscriminatorConfig(DiscriminatorConfig):
     name: str = "pixel"
+
+
+@dataclass
+class DCGANDiscriminatorConfig(DiscriminatorConfig):
+    """The DCGAN discriminator: strided convolutions down to one logit per image; its depth
+    follows model.image_size."""
+
+    name: str = "dcgan"
+    norm: Norm = Norm.batch  # batch (the paper's; none on the first layer) or none
 
 
 # ---------------------------------------------------------------------------------------------
@@ -281,6 +306,24 @@ class FastCUTMethodConfig(CUTMethodConfig):
     lambda_NCE: float = 10.0
     nce_idt: bool = False
     flip_equivariance: bool = True
+
+
+@dataclass
+class DCGANMethodConfig(MethodConfig):
+    """DCGAN (Radford et al. 2016): unconditional generation of one domain's images from noise.
+
+    It trains on `dataset.domain` only and translates nothing: `gantrans sample` draws images.
+    """
+
+    name: str = "dcgan"
+    directions: ClassVar[tuple[str, ...]] = ()
+    shared_defaults: ClassVar[dict[str, Any]] = {"train.pool_size": 0, "dataset.domain": "B"}
+    not_applicable: ClassVar[dict[str, str]] = {
+        "loss.lambda_cycle": "it has no cycle",
+        "loss.lambda_identity": "it has no translation to keep the identity of",
+    }
+    # options that only mean something with two domains: refused when set to these values
+    two_domain: ClassVar[dict[str, Any]] = {"dataset.balance": True}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -385,6 +428,20 @@ class ExportConfig:
 
 
 @dataclass
+class SampleConfig:
+    ckpt: str = MISSING  # a DCGAN checkpoint (method=dcgan)
+    n: int = 64  # images to draw
+    output_dir: str | None = None  # default: <run dir>/generated
+    seed: int = 0  # draws the latent vectors: the same seed, the same images
+    interpolate: bool = False  # also write interpolation.png (walks between latent vectors)
+    interpolate_rows: int = 8  # walks in the strip
+    interpolate_steps: int = 10  # images per walk, both ends included
+    batch_size: int = 64
+    device: str = "auto"
+    precision: Precision = Precision.fp32
+
+
+@dataclass
 class DownloadConfig:
     name: str | None = None  # apple2orange, horse2zebra, ..., smiles, celeba
     root: str | None = None  # null: $GANTRANS_DATA, else ./data
@@ -435,18 +492,22 @@ def register_configs() -> None:
     cs.store(name="download_schema", node=DownloadConfig)
     cs.store(name="export_schema", node=ExportConfig)
     cs.store(name="serve_schema", node=ServeConfig)
+    cs.store(name="sample_schema", node=SampleConfig)
     cs.store(group="dataset", name="shapes_schema", node=ShapesDatasetConfig)
     cs.store(group="dataset", name="folder_schema", node=FolderDatasetConfig)
     cs.store(group="dataset", name="smiles_schema", node=SmilesDatasetConfig)
     cs.store(group="dataset", name="celeba_schema", node=CelebADatasetConfig)
     cs.store(group="model", name="resnet_schema", node=ResnetGeneratorConfig)
     cs.store(group="model", name="unet_schema", node=UnetGeneratorConfig)
+    cs.store(group="model", name="dcgan_schema", node=DCGANGeneratorConfig)
     cs.store(group="discriminator", name="patchgan_schema", node=PatchGANConfig)
     cs.store(group="discriminator", name="pixel_schema", node=PixelDiscriminatorConfig)
+    cs.store(group="discriminator", name="dcgan_schema", node=DCGANDiscriminatorConfig)
     cs.store(group="loss", name="loss_schema", node=LossConfig)
     cs.store(group="method", name="cyclegan_schema", node=CycleGANMethodConfig)
     cs.store(group="method", name="cut_schema", node=CUTMethodConfig)
     cs.store(group="method", name="fastcut_schema", node=FastCUTMethodConfig)
+    cs.store(group="method", name="dcgan_schema", node=DCGANMethodConfig)
 
 
 def to_plain(cfg: DictConfig | Any) -> Any:
@@ -497,12 +558,78 @@ def _check_method(cfg: DictConfig) -> None:
                 f"method.nce_layers={list(layers)} must be distinct layer indices >= 0, or null "
                 "for the paper's layers"
             )
+    _check_domains(cfg, schema)
     t = cfg.train
     if t.eval_every and not metric_available(t.eval_metric, schema.directions):
         raise ConfigError(
             f"train.eval_metric={t.eval_metric} is not measured for method={m.name}, which "
             f"translates {' and '.join(schema.directions)} only: choose a metric of that direction"
         )
+
+
+def _check_domains(cfg: DictConfig, schema: type[MethodConfig]) -> None:
+    """A single-domain method (DCGAN) against the two-domain options, and the other way round."""
+    name, domain = cfg.method.name, cfg.dataset.get("domain")
+    single = issubclass(schema, DCGANMethodConfig)
+    if not single:
+        if domain is not None:
+            raise ConfigError(
+                f"dataset.domain={domain} applies to method=dcgan only (method={name} trains on "
+                "both domains): remove it"
+            )
+        if cfg.discriminator.name == "dcgan":
+            raise ConfigError(
+                f"discriminator=dcgan scores whole images of model.image_size for method=dcgan: "
+                f"pick patchgan or pixel for method={name}"
+            )
+        if cfg.model.name == "dcgan":
+            raise ConfigError(
+                f"model=dcgan generates images from noise and cannot translate: use it with "
+                f"method=dcgan, or pick a translation generator for method={name} "
+                "(resnet6, resnet9, unet128, unet256)"
+            )
+        return
+    if domain is not None and domain not in ("A", "B"):
+        raise ConfigError(f"dataset.domain={domain} is not a domain: choose A or B")
+    for key, value in schema.two_domain.items():
+        if OmegaConf.select(cfg, key) == value:
+            raise ConfigError(
+                f"{key}={value} needs two domains; method=dcgan trains on one "
+                "(dataset.domain): remove it"
+            )
+    t = cfg.train
+    if t.pool_size:
+        raise ConfigError(
+            f"train.pool_size={t.pool_size} does not apply to method=dcgan (it keeps no buffer "
+            "of generated images): remove it"
+        )
+    if t.eval_every:
+        raise ConfigError(
+            "train.eval_every does not apply to method=dcgan, which translates nothing: score "
+            "its checkpoints with `gantrans evaluate ckpt=...` (FID/KID of samples)"
+        )
+    if cfg.model.name != "dcgan":
+        raise ConfigError(
+            f"method=dcgan generates from noise and needs model=dcgan, not model "
+            f"{cfg.model.name} (an image-to-image generator): pass model=dcgan"
+        )
+    from gantrans.models.dcgan import DCGAN_SIZES  # torch-free config module otherwise
+
+    size, data_size = cfg.model.image_size, image_size(cfg.dataset)
+    if size not in DCGAN_SIZES:
+        raise ConfigError(
+            f"model.image_size={size}: the DCGAN networks build for "
+            f"{', '.join(map(str, DCGAN_SIZES))} px"
+        )
+    if size != data_size:
+        raise ConfigError(
+            f"model.image_size={size} but dataset={cfg.dataset.name} gives {data_size} px "
+            "images: set model.image_size to the dataset's size or the dataset's image size "
+            "(dataset.image_size, or dataset.load_size and dataset.crop_size) to the model's"
+        )
+    d_norm = str(cfg.discriminator.norm) if cfg.discriminator.name == "dcgan" else None
+    if "instance" in (str(cfg.model.norm), d_norm):
+        raise ConfigError("method=dcgan networks take norm=batch or norm=none, not instance")
 
 
 def _positive(value: Any, key: str) -> None:

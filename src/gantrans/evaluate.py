@@ -515,12 +515,18 @@ def evaluate_checkpoint(cfg: DictConfig) -> dict[str, Any]:
     """Evaluate `cfg.ckpt` as `gantrans evaluate ckpt=...` does and write the reports.
 
     Every direction the checkpoint translates is scored (a CUT checkpoint: AtoB only); with two,
-    each also gets its reconstructions. `direction=` keeps one.
+    each also gets its reconstructions. `direction=` keeps one. A DCGAN checkpoint's samples
+    are scored against real images instead (gantrans.evaluate_samples).
     """
     _check_command(cfg)
     device = resolve_device(cfg.device)
     ckpt_path = Path(cfg.ckpt)
     ckpt = checkpoint.load_checkpoint(ckpt_path)
+    if checkpoint.generates(ckpt):  # DCGAN: its samples against real images of its domain
+        from gantrans.evaluate_samples import evaluate_samples
+
+        dataset = resolve_dataset(checkpoint.recorded_config(ckpt).get("dataset"), cfg)
+        return evaluate_samples(cfg, ckpt_path, dataset)
     available = checkpoint.directions(ckpt)
     if cfg.direction and cfg.direction not in available:
         checkpoint.generator_weights(ckpt, cfg.direction, ckpt_path)  # raises its one line

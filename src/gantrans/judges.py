@@ -51,9 +51,11 @@ RELIABLE_BALANCED_ACC = 0.85
 """Below this balanced accuracy on the real test images, a judge's domain figures are flagged."""
 MIN_STEPS_PER_ROUND = 50  # tiny sets: a validation round is at least this many steps
 TRAIN_ONLY_KEYS = frozenset(
-    {"augment", "flip", "rotate", "translate", "shear", "zoom", "brightness", "balance", "strict"}
-)
-"""Dataset keys that only change training-time augmentation: they do not change the judge."""
+    {"augment", "flip", "rotate", "translate", "shear", "zoom", "brightness", "balance", "strict",
+     "domain"}
+)  # fmt: skip
+"""Dataset keys that only change training-time augmentation, or which domain a one-domain
+method trains on: they do not change the judge (which learns both domains)."""
 
 
 def _block(c_in: int, c_out: int, stride: int) -> list[nn.Module]:

@@ -25,6 +25,8 @@ def generator_of(ckpt: dict, direction: str, path: str | Path) -> tuple[nn.Modul
         CheckpointError: One line, if the checkpoint does not translate that way or its weights
             do not fit its architecture.
     """
+    if checkpoint.generates(ckpt):
+        raise checkpoint.not_a_translator(ckpt, path)
     arch = checkpoint.generator_arch(ckpt)
     net = build_generator(arch)
     load_state(net, checkpoint.generator_weights(ckpt, direction, path), direction, path)
@@ -76,6 +78,33 @@ def load_generator(
             f" (for the other direction use ckpt={PREFIX}{other})" if other else "",
         )
     return net.to(device).eval(), arch
+
+
+def load_sampler(path: str | Path, device: torch.device) -> tuple[nn.Module, dict, dict]:
+    """The generator of an unconditional (DCGAN) checkpoint, in eval mode.
+
+    Returns:
+        (network: latents (N, nz) -> images (N, C, S, S) in [-1, 1], its architecture dict,
+        the loaded checkpoint).
+
+    Raises:
+        CheckpointError: One line, if the file is missing, unsafe, not a gantrans checkpoint,
+            or of a translation model.
+    """
+    from gantrans.models.dcgan import build_dcgan_generator
+
+    obj = load_file(path)
+    if not is_gantrans_checkpoint(obj):
+        raise CheckpointError(
+            f"{path} is not a gantrans checkpoint ({_what(obj)}): `gantrans sample` needs one "
+            "written by `gantrans train method=dcgan`"
+        )
+    ckpt = check_checkpoint(obj, path)
+    weights = checkpoint.sampler_weights(ckpt, path)
+    arch = checkpoint.generator_arch(ckpt)
+    net = build_dcgan_generator(arch)
+    load_state(net, weights, "G", path)
+    return net.to(device).eval(), arch, ckpt
 
 
 def _what(obj: object) -> str:

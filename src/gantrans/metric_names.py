@@ -56,6 +56,29 @@ LOWER_IS_BETTER: dict[str, bool] = {
 """Every metric name an evaluation can report -> True when a lower value is better."""
 
 
+# the samples of an unconditional model (DCGAN) against real images of its domain: name_samples
+_SAMPLES_LOWER = {
+    "fid": True,
+    "kid": True,
+    "kid_std": True,
+    "domain_acc": False,  # share of samples the judge puts in the trained domain
+    "judge2_domain_acc": False,
+    "real_domain_acc": False,  # the same for real test images of that domain (the ceiling)
+    "judge2_real_domain_acc": False,
+    "c2st_acc": True,
+    "c2st_stderr": True,
+    "c2st_pvalue": False,
+    "pixel_diversity": False,  # spread across samples / across real images (near 0: collapse)
+    "feature_diversity": False,  # mean pairwise feature distance, relative to real images
+    "nn_train_ratio": False,  # nearest training image, relative to real test images (low: copies)
+}
+SAMPLES_LOWER_IS_BETTER: dict[str, bool] = {
+    f"{name}_samples": lower for name, lower in _SAMPLES_LOWER.items()
+}
+"""Every metric name an evaluation of an unconditional model's samples can report -> True
+when a lower value is better (translations: LOWER_IS_BETTER)."""
+
+
 def base_name(metric: str) -> str:
     """The metric's name without its direction or domain suffix: fid_AtoB -> fid."""
     return metric.rsplit("_", 1)[0]

@@ -29,7 +29,13 @@ from tqdm import tqdm
 from gantrans import distributed
 from gantrans.checkpoint import LATEST, find_latest, load_checkpoint
 from gantrans.config import TrainConfig, prepare_train_config, to_plain
-from gantrans.data import UnpairedDataset, UnpairedSampler, build_domains
+from gantrans.data import (
+    SingleDataset,
+    UnpairedDataset,
+    UnpairedSampler,
+    build_domain,
+    build_domains,
+)
 from gantrans.diagnostics import Diagnostics
 from gantrans.distributed import DistInfo
 from gantrans.engine import TrainingError, TrainState, build_training, lr_factor, train_step
@@ -112,7 +118,7 @@ class TrainData:
 
     loader: torch.utils.data.DataLoader
     sampler: UnpairedSampler
-    sizes: tuple[int, int]  # training images in A and B
+    sizes: tuple[int, ...]  # training images in A and B (one domain's: one count)
     global_batch: int  # images per domain per step, all ranks together
     steps_per_epoch: int
     total_steps: int  # this run's last step (train.max_steps caps the planned length)
@@ -240,10 +246,15 @@ def start(cfg: TrainConfig, run_dir: Path, di: DistInfo) -> Run:
         f"{name} {sum(p.numel() for p in net.parameters()) / 1e6:.2f}M"
         for name, net in st.method.networks().items()
     )
+    images = (
+        f"{data.sizes[0]} A + {data.sizes[1]} B images"
+        if len(data.sizes) == 2
+        else f"{data.sizes[0]} images of domain {cfg.dataset.domain}"
+    )
     log.info(
-        "run dir: %s\nmethod %s | device: %s, precision %s | data: %d A + %d B images, "
+        "run dir: %s\nmethod %s | device: %s, precision %s | data: %s, "
         "%d steps/epoch, %d steps in all | parameters: %s%s",
-        run_dir, st.method.name, dev, precision, *data.sizes, data.steps_per_epoch,
+        run_dir, st.method.name, dev, precision, images, data.steps_per_epoch,
         data.total_steps, sizes,
         f" | {di.world_size} processes (DDP), {data.global_batch} images per step" if di.enabled else "",
     )  # fmt: skip
@@ -273,12 +284,48 @@ def _resume_source(cfg: TrainConfig, run_dir: Path, latest: Path, di: DistInfo) 
 def build_data(cfg: TrainConfig, di: DistInfo, dev: torch.device) -> TrainData:
     """The training batches the method needs (unpaired: a random A and B per sample)."""
     kind = method_class(str(cfg.method.name)).data
+    if kind == "single":
+        return build_single_data(cfg, di, dev)
     if kind != "unpaired":
         raise ConfigError(f"method={cfg.method.name} needs {kind} data, which no dataset gives")
     t, dataset, channels = cfg.train, to_plain(cfg.dataset), int(cfg.dataset.channels)
     train_A, train_B = build_domains(dataset, "train", channels)
     test_A, test_B = build_domains(dataset, "test", channels)
     data = UnpairedDataset(train_A, train_B, augment=True)
+    sampler = UnpairedSampler(
+        len(train_A), len(train_B), seed=cfg.seed, rank=di.rank, world_size=di.world_size
+    )
+    k = t.num_samples
+    samples = {
+        "train": {"A": _fixed_samples(train_A, k), "B": _fixed_samples(train_B, k)},
+        "test": {"A": _fixed_samples(test_A, k), "B": _fixed_samples(test_B, k)},
+    }
+    return _train_data(cfg, di, dev, data, sampler, (len(train_A), len(train_B)), samples)
+
+
+def build_single_data(cfg: TrainConfig, di: DistInfo, dev: torch.device) -> TrainData:
+    """The training batches of a single-domain method: images of `dataset.domain` only
+    ({"real": ...}), in the resumable order of an UnpairedSampler with one image in B."""
+    t, dataset, channels = cfg.train, to_plain(cfg.dataset), int(cfg.dataset.channels)
+    train = build_domain(dataset, "train", channels)
+    test = build_domain(dataset, "test", channels)
+    sampler = UnpairedSampler(len(train), 1, seed=cfg.seed, rank=di.rank, world_size=di.world_size)
+    k = t.num_samples  # the grids: held-out real images above the generated ones
+    samples = {"test": {"real": _fixed_samples(test, k)}}
+    return _train_data(cfg, di, dev, SingleDataset(train), sampler, (len(train),), samples)
+
+
+def _train_data(
+    cfg: TrainConfig,
+    di: DistInfo,
+    dev: torch.device,
+    data: torch.utils.data.Dataset,
+    sampler: UnpairedSampler,
+    sizes: tuple[int, ...],
+    samples: dict[str, Batch],
+) -> TrainData:
+    """The loader over `data` in `sampler`'s order and the run's length in steps."""
+    t = cfg.train
     global_batch = t.batch_size * di.world_size
     steps_per_epoch = len(data) // global_batch
     if steps_per_epoch == 0:
@@ -287,9 +334,6 @@ def build_data(cfg: TrainConfig, di: DistInfo, dev: torch.device) -> TrainData:
             f"dataset ({len(data)} images per epoch)"
         )
     planned = (t.n_epochs + t.n_epochs_decay) * steps_per_epoch
-    sampler = UnpairedSampler(
-        len(train_A), len(train_B), seed=cfg.seed, rank=di.rank, world_size=di.world_size
-    )
     loader = torch.utils.data.DataLoader(
         data, batch_size=t.batch_size, sampler=sampler, num_workers=t.num_workers,
         persistent_workers=t.num_workers > 0, pin_memory=dev.type == "cuda", drop_last=True,
@@ -297,13 +341,8 @@ def build_data(cfg: TrainConfig, di: DistInfo, dev: torch.device) -> TrainData:
         # resumed run would draw different dropout masks than an uninterrupted one
         generator=torch.Generator().manual_seed(cfg.seed),
     )  # fmt: skip
-    k = t.num_samples
-    samples = {
-        "train": {"A": _fixed_samples(train_A, k), "B": _fixed_samples(train_B, k)},
-        "test": {"A": _fixed_samples(test_A, k), "B": _fixed_samples(test_B, k)},
-    }
     return TrainData(
-        loader, sampler, (len(train_A), len(train_B)), global_batch, steps_per_epoch,
+        loader, sampler, sizes, global_batch, steps_per_epoch,
         min(planned, t.max_steps) if t.max_steps is not None else planned, planned, samples,
     )  # fmt: skip
 

@@ -17,6 +17,7 @@ from .imageio import (
     tensor_to_pil,
 )
 from .shapes import ShapesDomain, build_shapes
+from .single import SingleDataset, build_single_domain
 from .smiles import build_smiles
 from .transforms import derive_seed
 from .unpaired import DomainDataset, UnpairedDataset, UnpairedSampler
@@ -67,6 +68,16 @@ def build_domains(
     return builder(cfg, split, channels)
 
 
+def build_domain(cfg: Mapping[str, Any], split: str, channels: int) -> DomainDataset:
+    """The one domain ``cfg["domain"]`` ("A" or "B") of the configured dataset for one split,
+    for single-domain methods; ``dataset=folder`` also takes a plain folder of images.
+
+    Raises:
+        DataError: A bad domain or any data problem the user can fix.
+    """
+    return build_single_domain(cfg, split, channels, build_domains)
+
+
 __all__ = [
     "CYCLEGAN_SETS",
     "DATASETS",
@@ -77,8 +88,10 @@ __all__ = [
     "DomainDataset",
     "FolderDomain",
     "ShapesDomain",
+    "SingleDataset",
     "UnpairedDataset",
     "UnpairedSampler",
+    "build_domain",
     "build_domains",
     "data_root",
     "derive_seed",
