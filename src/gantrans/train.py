@@ -24,7 +24,14 @@ from tqdm import tqdm
 from gantrans import distributed
 from gantrans.checkpoint import LATEST, find_latest, load_checkpoint
 from gantrans.config import TrainConfig, prepare_train_config, to_plain
-from gantrans.data import UnpairedDataset, UnpairedSampler, build_domains
+from gantrans.data import (
+    PairedDataset,
+    PairedSampler,
+    UnpairedDataset,
+    UnpairedSampler,
+    build_domains,
+    build_pairs,
+)
 from gantrans.diagnostics import Diagnostics
 from gantrans.distributed import DistInfo
 from gantrans.engine import TrainingError, TrainState, build_training, lr_factor, train_step
@@ -226,8 +233,11 @@ def _resume_source(cfg: TrainConfig, run_dir: Path, latest: Path, di: DistInfo) 
 
 
 def build_data(cfg: TrainConfig, di: DistInfo, dev: torch.device) -> TrainData:
-    """The training batches the method needs (unpaired: a random A and B per sample)."""
+    """The training batches the method needs (unpaired: a random A and B per sample; paired:
+    `build_paired_data`)."""
     kind = method_class(str(cfg.method.name)).data
+    if kind == "paired":
+        return build_paired_data(cfg, di, dev)
     if kind != "unpaired":
         raise ConfigError(f"method={cfg.method.name} needs {kind} data, which no dataset gives")
     t, dataset, channels = cfg.train, to_plain(cfg.dataset), int(cfg.dataset.channels)
@@ -259,6 +269,40 @@ def build_data(cfg: TrainConfig, di: DistInfo, dev: torch.device) -> TrainData:
     }
     return TrainData(
         loader, sampler, (len(train_A), len(train_B)), global_batch, steps_per_epoch,
+        min(planned, t.max_steps) if t.max_steps is not None else planned, planned, samples,
+    )  # fmt: skip
+
+
+def build_paired_data(cfg: TrainConfig, di: DistInfo, dev: torch.device) -> TrainData:
+    """The training batches of a paired method: pair i of A and B, cropped and flipped alike,
+    each pair once per epoch in a random order."""
+    t, dataset, channels = cfg.train, to_plain(cfg.dataset), int(cfg.dataset.channels)
+    train_pairs = build_pairs(dataset, "train", channels)
+    test_pairs = build_pairs(dataset, "test", channels)
+    global_batch = t.batch_size * di.world_size
+    steps_per_epoch = len(train_pairs) // global_batch
+    if steps_per_epoch == 0:
+        raise ConfigError(
+            f"train.batch_size={t.batch_size} x {di.world_size} process(es) is larger than the "
+            f"dataset ({len(train_pairs)} pairs)"
+        )
+    planned = (t.n_epochs + t.n_epochs_decay) * steps_per_epoch
+    sampler = PairedSampler(len(train_pairs), seed=cfg.seed, rank=di.rank, world_size=di.world_size)
+    loader = torch.utils.data.DataLoader(
+        PairedDataset(train_pairs, augment=True), batch_size=t.batch_size, sampler=sampler,
+        num_workers=t.num_workers, persistent_workers=t.num_workers > 0,
+        pin_memory=dev.type == "cuda", drop_last=True,
+        generator=torch.Generator().manual_seed(cfg.seed),  # as in build_data: no global draw
+    )  # fmt: skip
+    samples = {}
+    for split, pairs in (("train", train_pairs), ("test", test_pairs)):
+        first = [pairs.load_pair(i) for i in range(min(t.num_samples, len(pairs)))]
+        samples[split] = {
+            "A": torch.stack([a for a, _ in first]),
+            "B": torch.stack([b for _, b in first]),
+        }
+    return TrainData(
+        loader, sampler, (len(train_pairs), len(train_pairs)), global_batch, steps_per_epoch,
         min(planned, t.max_steps) if t.max_steps is not None else planned, planned, samples,
     )  # fmt: skip
 

@@ -50,7 +50,8 @@ class Method(nn.Module):
 
     Class attributes:
         data: The training batches it needs: "unpaired" (a random A and a random B image per
-            sample; the only kind the loop builds today).
+            sample) or "paired" (image i of A with its partner, image i of B, cropped and
+            flipped alike: gantrans.data.paired).
         pooled: Domains whose generated images reach the discriminators through an image
             buffer (`self.pools[domain]`, sized by train.pool_size).
         discriminator_terms: Loss terms that are a discriminator's loss (each with an
