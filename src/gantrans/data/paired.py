@@ -20,11 +20,20 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from .folder import _folder_config, scan_folder, warn_skipped
-from .imageio import IMAGE_EXTENSIONS, DataError, open_image, pil_to_tensor
+from .imageio import IMAGE_EXTENSIONS, DataError, open_image, oriented_size, pil_to_tensor
 from .shapes import ShapesDomain, build_shapes
 from .transforms import eval_transform, train_transform
 from .unpaired import SEED_HIGH, UnpairedSampler
 
+PIX2PIX_SETS: tuple[str, ...] = (
+    "facades",
+    "cityscapes",
+    "maps",
+    "edges2shoes",
+    "edges2handbags",
+    "night2day",
+)
+"""The pix2pix paper's aligned sets, fetched by `gantrans download pix2pix_NAME`."""
 SIDE_BY_SIDE_SPLITS: dict[str, tuple[str, ...]] = {"train": ("train",), "test": ("test", "val")}
 """The folders of the side-by-side layout each split reads, in order of preference."""
 _EXTS = ", ".join(IMAGE_EXTENSIONS)
@@ -91,20 +100,11 @@ class AlignedPairs:
         entry = self.files[index]
         if isinstance(entry, tuple):
             a, b = open_image(entry[0], self.channels), open_image(entry[1], self.channels)
-            if a.size != b.size:
-                raise DataError(
-                    f"the pair {entry[0].name} / {entry[1].name} in {self.label} has images of "
-                    f"different sizes ({a.size[0]}x{a.size[1]} and {b.size[0]}x{b.size[1]}): "
-                    "resize one of them so both have the same size"
-                )
+            check_pair_sizes(entry, a.size, b.size, self.label)
             return a, b
         image = open_image(entry, self.channels)
+        check_side_by_side(entry, image.size)
         width, height = image.size
-        if width % 2:
-            raise DataError(
-                f"{entry} is {width} px wide, an odd width: an aligned image holds A on the left "
-                "half and B on the right, so its width must be even (crop it by one column)"
-            )
         half = width // 2
         return image.crop((0, 0, half, height)), image.crop((half, 0, width, height))
 
@@ -130,6 +130,42 @@ class AlignedPairs:
 
     def __repr__(self) -> str:
         return f"AlignedPairs({self.label!r}, n={len(self)}, crop_size={self.crop_size})"
+
+
+def check_pair_sizes(
+    files: tuple[Path, Path], size_a: tuple[int, int], size_b: tuple[int, int], where: str
+) -> None:
+    """Refuse a pair of two files whose images differ in size (one line)."""
+    if size_a != size_b:
+        raise DataError(
+            f"the pair {files[0].name} / {files[1].name} in {where} has images of different "
+            f"sizes ({size_a[0]}x{size_a[1]} and {size_b[0]}x{size_b[1]}): resize one of them so "
+            "both have the same size"
+        )
+
+
+def check_side_by_side(path: Path, size: tuple[int, int]) -> None:
+    """Refuse a side-by-side A|B image of odd width (one line)."""
+    if size[0] % 2:
+        raise DataError(
+            f"{path} is {size[0]} px wide, an odd width: an aligned image holds A on the left "
+            "half and B on the right, so its width must be even (crop it by one column)"
+        )
+
+
+def check_sizes(files: Sequence[Path | tuple[Path, Path]], where: str) -> None:
+    """Check every pair's sizes from the file headers, so a bad pair stops the run at the start
+    in one line rather than in a data-loading worker mid-epoch."""
+    for entry in files:
+        try:
+            if isinstance(entry, tuple):
+                check_pair_sizes(entry, oriented_size(entry[0]), oriented_size(entry[1]), where)
+            else:
+                check_side_by_side(entry, oriented_size(entry))
+        except DataError:
+            raise
+        except Exception:  # noqa: BLE001 -- unreadable: skipped by the scan, or caught on load
+            continue
 
 
 class ShapesPairs:
@@ -296,6 +332,7 @@ def build_aligned(cfg: Mapping[str, Any], split: str, channels: int) -> AlignedP
         )
     if opts["max_items"] is not None:
         files = files[: opts["max_items"]]
+    check_sizes(files, label)
     return AlignedPairs(files, label=label, **kwargs)
 
 
