@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import signal
 import subprocess
 import sys
@@ -415,3 +416,127 @@ def test_bad_aligned_image_stops_training_in_one_line(gantrans, tmp_path):
         )  # fmt: skip
     )
     assert "odd.png is 65 px wide" in line
+
+
+@pytest.mark.skipif(
+    not torch.distributed.is_available() or shutil.which("torchrun") is None,
+    reason="torch.distributed / torchrun not available",
+)
+def test_two_processes_match_one_process_with_the_global_batch(gantrans, tmp_path):
+    """pix2pix under DDP (gloo): G and D are averaged across ranks, so two processes of batch 1
+    learn what one process of batch 2 does. Instance norm and no dropout: batch norm would see
+    a different batch on each rank, and dropout masks are drawn per rank."""
+    from gantrans.models import build_discriminator, build_generator
+
+    common = [*TINY_P2P, "model.norm=instance", "model.dropout=false",
+              "discriminator.norm=instance", "dataset.train_size=12", "train.max_steps=3",
+              "train.checkpoint_every=3"]  # fmt: skip
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           "-m", "gantrans", "train", *common, f"hydra.run.dir={tmp_path / 'ddp'}"]  # fmt: skip
+    ddp = subprocess.run(cmd, capture_output=True, text=True, timeout=240)
+    assert ddp.returncode == 0, ddp.stdout + ddp.stderr
+    assert "method pix2pix" in ddp.stdout and "2 processes (DDP), 2 images per step" in ddp.stdout
+    code, _, err = gantrans("train", *common, "train.batch_size=2",
+                            f"hydra.run.dir={tmp_path / 'single'}")  # fmt: skip
+    assert code == 0, err
+    x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    out = []
+    for run in ("ddp", "single"):
+        ckpt = load_checkpoint(tmp_path / run / "checkpoints" / "latest.pt")
+        assert ckpt["method"] == "pix2pix" and ckpt["step"] == 3
+        G = build_generator(ckpt["arch"]["generator"]).eval()
+        D = build_discriminator(ckpt["arch"]["discriminator"]).eval()
+        G.load_state_dict(ckpt["models"]["G"])
+        D.load_state_dict(ckpt["models"]["D"])
+        with torch.no_grad():
+            out.append((G(x), D(torch.cat([x, x], 1))))
+    for a, b in zip(*out, strict=True):
+        assert torch.allclose(a, b, atol=1e-4)
+
+
+# ---------------------------------------------------------------------------------------------
+# evaluation against the true targets
+# ---------------------------------------------------------------------------------------------
+FAST_EVAL = ["features=classifier", "judge_max_images=16", "judge_epochs=1", "c2st=false",
+             "controls=false", "num_samples=2", "progress=false"]  # fmt: skip
+
+
+@pytest.fixture
+def aligned_ckpt(tmp_path: Path) -> Path:
+    """An untrained tiny pix2pix checkpoint of an aligned set with 4 train and 4 test pairs."""
+    from gantrans.config import to_plain
+
+    root = tmp_path / "pairs"
+    for split, seeds in (("train", range(4)), ("test", range(10, 14))):
+        for i in seeds:
+            side_by_side(
+                root / split / f"{i}.png", gradient((32, 32), i), gradient((32, 32), 50 + i)
+            )
+    cfg = compose_train_config([*TINY_P2P_NETS, "dataset=aligned", f"dataset.root={root}",
+                                "dataset.load_size=32", "dataset.crop_size=32"])  # fmt: skip
+    torch.manual_seed(0)
+    path = tmp_path / "run" / "checkpoints" / "latest.pt"
+    build_training(cfg, torch.device("cpu")).save(path, to_plain(cfg))
+    return path
+
+
+def test_evaluate_scores_outputs_against_the_targets_and_lpips_offline_is_one_line(
+    gantrans, aligned_ckpt, offline
+):
+    import json
+
+    from gantrans import metrics
+    from gantrans.evaluate import quantize
+
+    code, out, err = gantrans("evaluate", f"ckpt={aligned_ckpt}", *FAST_EVAL)
+    assert code == 0, err
+    lines = [line for line in (out + err).splitlines() if "LPIPS" in line]
+    assert len(lines) == 1 and "LPIPS not computed" in lines[0], out + err
+    report = json.loads((aligned_ckpt.parent.parent / "eval" / "evaluation.json").read_text())
+    m = report["metrics"]
+    assert {"truth_l1_AtoB", "truth_psnr_AtoB", "truth_ssim_AtoB", "fid_AtoB", "kid_AtoB"} <= set(m)
+    assert not any(k.startswith(("shape_", "input_shape")) for k in m)  # shapes only
+    assert "LPIPS not computed" in report["not_computed"]["truth_lpips_AtoB"]
+    # the baseline is the untranslated input against its own partner, from the files
+    a, b = build_domains(report["dataset"], "test", 3)
+    inputs = quantize(torch.stack([a.load(i) for i in range(4)]))
+    targets = quantize(torch.stack([b.load(i) for i in range(4)]))
+    assert m["input_truth_psnr_AtoB"] == pytest.approx(metrics.psnr(inputs, targets).mean().item())
+    assert (
+        "Paired data: distance to the true target"
+        in (aligned_ckpt.parent.parent / "eval" / "evaluation.md").read_text()
+    )
+
+
+def test_evaluate_reports_lpips_from_the_package(gantrans, aligned_ckpt, offline, monkeypatch):
+    """The lpips package's network stood in for by mean |x - y| (its real weights need a
+    download): the distances reach the report per direction, for outputs and inputs."""
+    import json
+    import types
+
+    from gantrans.evaluate import quantize
+
+    class FakeLPIPS(torch.nn.Module):
+        def __init__(self, net: str, verbose: bool) -> None:
+            super().__init__()
+            assert net == "alex"
+
+        def forward(self, x, y):
+            assert x.shape[1] == 3 and -1 <= x.min() and x.max() <= 1
+            return (x - y).abs().mean((1, 2, 3)).view(-1, 1, 1, 1)
+
+    monkeypatch.setitem(sys.modules, "lpips", types.SimpleNamespace(LPIPS=FakeLPIPS))
+    alexnet = offline / "hub" / "checkpoints" / "alexnet-owt-7be5be79.pth"
+    alexnet.parent.mkdir(parents=True)
+    alexnet.write_bytes(b"cached")  # in the cache: nothing to download
+    code, out, err = gantrans("evaluate", f"ckpt={aligned_ckpt}", *FAST_EVAL)
+    assert code == 0, err
+    report = json.loads((aligned_ckpt.parent.parent / "eval" / "evaluation.json").read_text())
+    m = report["metrics"]
+    a, b = build_domains(report["dataset"], "test", 3)
+    inputs = quantize(torch.stack([a.load(i) for i in range(4)]))
+    targets = quantize(torch.stack([b.load(i) for i in range(4)]))
+    assert m["input_truth_lpips_AtoB"] == pytest.approx((inputs - targets).abs().mean().item())
+    assert m["truth_lpips_AtoB"] == pytest.approx(m["truth_l1_AtoB"], rel=1e-5)
+    assert "truth_lpips_AtoB" not in report["not_computed"]
+    assert "LPIPS" in out and "not computed" not in out + err
