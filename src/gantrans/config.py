@@ -424,7 +424,7 @@ class ExportConfig:
 
 @dataclass
 class DownloadConfig:
-    name: str | None = None  # apple2orange, horse2zebra, ..., smiles, celeba
+    name: str | None = None  # apple2orange, horse2zebra, ..., pix2pix_facades, ..., smiles, celeba
     root: str | None = None  # null: $GANTRANS_DATA, else ./data
     mirror: str | None = None  # base URL replacing the official one ($GANTRANS_DOWNLOAD_URL)
     url: str | None = None  # the archive's full URL, overriding everything else

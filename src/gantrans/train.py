@@ -203,9 +203,10 @@ def start(cfg: TrainConfig, run_dir: Path, di: DistInfo) -> Run:
         for name, net in st.method.networks().items()
     )
     log.info(
-        "run dir: %s\nmethod %s | device: %s, precision %s | data: %d A + %d B images, "
+        "run dir: %s\nmethod %s | device: %s, precision %s | data: %d A + %d B images%s, "
         "%d steps/epoch, %d steps in all | parameters: %s%s",
-        run_dir, st.method.name, dev, precision, *data.sizes, data.steps_per_epoch,
+        run_dir, st.method.name, dev, precision, *data.sizes,
+        " (aligned pairs)" if st.method.data == "paired" else "", data.steps_per_epoch,
         data.total_steps, sizes,
         f" | {di.world_size} processes (DDP), {data.global_batch} images per step" if di.enabled else "",
     )  # fmt: skip
