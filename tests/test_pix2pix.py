@@ -540,3 +540,12 @@ def test_evaluate_reports_lpips_from_the_package(gantrans, aligned_ckpt, offline
     assert m["truth_lpips_AtoB"] == pytest.approx(m["truth_l1_AtoB"], rel=1e-5)
     assert "truth_lpips_AtoB" not in report["not_computed"]
     assert "LPIPS" in out and "not computed" not in out + err
+
+
+def test_a_truncated_pair_falls_back_to_the_next_with_one_warning(aligned_root):
+    path = aligned_root / "train" / "1.png"
+    path.write_bytes(path.read_bytes()[:200])  # the header is intact, the pixels are not
+    pairs = build_pairs(aligned(aligned_root), "train", 3)
+    with pytest.warns(UserWarning, match="using the next pair"):
+        a, _ = pairs.load_pair(1)
+    assert torch.equal(a, pairs.load_pair(2)[0])

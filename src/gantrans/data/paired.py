@@ -81,6 +81,8 @@ class AlignedPairs:
         self.channels, self.preprocess = channels, preprocess
         self.load_size, self.crop_size, self.flip = load_size, crop_size, flip
         self.label = label
+        self._bad: set[int] = set()  # pairs that failed to decode
+        self._warned = False
 
     def __len__(self) -> int:
         return len(self.files)
@@ -114,7 +116,7 @@ class AlignedPairs:
         n = len(self.files)
         if not 0 <= index < n:
             raise IndexError(f"index {index} out of range for {n} pairs in {self.label}")
-        a, b = self.decode(index)
+        a, b = self._decode_or_next(index)
         if generator is None:
             a = eval_transform(a, self.preprocess, self.load_size, self.crop_size)
             b = eval_transform(b, self.preprocess, self.load_size, self.crop_size)
@@ -127,6 +129,30 @@ class AlignedPairs:
             b = train_transform(b, self.preprocess, self.load_size, self.crop_size, self.flip,
                                 gens[1])  # fmt: skip
         return pil_to_tensor(a), pil_to_tensor(b)  # (C, H, W) in [-1, 1] each
+
+    def _decode_or_next(self, index: int) -> tuple[Image.Image, Image.Image]:
+        """Pair ``index``, or (like the folder dataset) the next one that decodes, with one
+        warning: a file the header scan let through may still be truncated."""
+        n = len(self.files)
+        for step in range(n):
+            j = (index + step) % n
+            if j in self._bad:
+                continue
+            try:
+                return self.decode(j)
+            except DataError as exc:
+                self._bad.add(j)
+                if not self._warned:
+                    self._warned = True
+                    warnings.warn(
+                        f"{exc}; using the next pair of {self.label} instead (further unreadable "
+                        "pairs are skipped silently)",
+                        stacklevel=3,
+                    )
+        raise DataError(
+            f"no pair in {self.label} could be decoded: replace the corrupt files (run with "
+            "dataset.strict=true to name them)"
+        )
 
     def __repr__(self) -> str:
         return f"AlignedPairs({self.label!r}, n={len(self)}, crop_size={self.crop_size})"
