@@ -36,7 +36,7 @@ def test_groups_ship_the_documented_options():
     assert options("model") == ["dcgan", "resnet6", "resnet9", "unet128", "unet256"]
     assert options("discriminator") == ["dcgan", "patchgan", "pixel"]
     assert options("loss") == ["bce", "lsgan", "wgangp"]
-    assert options("method") == ["cut", "cyclegan", "dcgan", "fastcut"]
+    assert options("method") == ["cut", "cyclegan", "dcgan", "fastcut", "pix2pix"]
     assert {"shapes", "folder"} <= set(options("dataset"))
 
 
@@ -179,13 +179,13 @@ def test_resolved_config_is_plain_and_yaml_safe():
 
 @pytest.mark.parametrize("method", options("method"))
 def test_every_method_builds_and_translates_what_its_schema_says(method):
-    from gantrans.config import method_schema
+    from gantrans.config import method_directions
     from gantrans.engine import build_training
 
     overrides = [f"method={method}", "model.ngf=2", "discriminator.ndf=2", "precision=fp32"]
     st = build_training(compose_train_config(overrides), torch.device("cpu"))
     assert st.method.name == method
-    assert tuple(st.method.directions) == method_schema(compose_train(overrides)).directions
+    assert tuple(st.method.directions) == method_directions(compose_train(overrides))
     for direction in st.method.directions:
         with torch.no_grad():
             assert st.method.translator(direction)(torch.zeros(1, 3, 32, 32)).shape == (

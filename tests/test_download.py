@@ -335,3 +335,63 @@ def test_cli_missing_name_and_celeba(gantrans, tmp_path: Path) -> None:
 def test_bare_name_form_is_accepted(gantrans, tmp_path):
     code, out, err = gantrans("download", "celeba", f"root={tmp_path}")
     assert code == 2 and "CelebA" in err and len(err.strip().splitlines()) == 1
+
+
+def pix2pix_tar(name: str = "facades") -> bytes:
+    """A pix2pix-style archive: NAME/train, NAME/val, NAME/test of side-by-side A|B images."""
+    import tarfile
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tf:
+        for split in ("train", "val", "test"):
+            for i in range(2):
+                img = Image.fromarray(
+                    np.random.default_rng(i).integers(0, 256, (16, 32, 3), dtype=np.uint8)
+                )
+                out = io.BytesIO()
+                img.save(out, "PNG")
+                info = tarfile.TarInfo(f"{name}/{split}/{i}.png")
+                info.size = len(out.getvalue())
+                tf.addfile(info, io.BytesIO(out.getvalue()))
+    return buf.getvalue()
+
+
+def test_pix2pix_sets_download_as_tar_gz_and_read_as_aligned_pairs(gantrans, server, tmp_path):
+    from gantrans.data import build_pairs
+
+    names = {f"pix2pix_{n}" for n in ("facades", "cityscapes", "maps", "edges2shoes",
+                                      "edges2handbags", "night2day")}  # fmt: skip
+    assert names <= set(SOURCES)
+    assert SOURCES["pix2pix_facades"].url == (
+        "http://efrosgans.eecs.berkeley.edu/pix2pix/datasets/facades.tar.gz"
+    )
+    server.files["/pix2pix_facades.tar.gz"] = pix2pix_tar()
+    root = tmp_path / "data"
+    code, out, err = gantrans("download", "pix2pix_facades", f"root={root}",
+                              f"mirror={server.url}", "progress=false")  # fmt: skip
+    assert code == 0, err
+    target = root / "pix2pix_facades"
+    assert sorted(p.name for p in target.iterdir()) == ["test", "train", "val"]
+    assert not [p for p in root.iterdir() if p.name != "pix2pix_facades"]  # archive removed
+    pairs = build_pairs({"name": "aligned", "root": str(target), "load_size": 16,
+                         "crop_size": 16}, "train", 3)  # fmt: skip
+    a, b = pairs.load_pair(0)
+    assert a.shape == b.shape == (3, 16, 16)
+
+
+def test_pix2pix_tar_with_a_link_or_a_corrupt_body_is_refused(server, tmp_path: Path) -> None:
+    import tarfile
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tf:
+        info = tarfile.TarInfo("facades/train/evil.png")
+        info.type, info.linkname = tarfile.SYMTYPE, "/etc/passwd"
+        tf.addfile(info)
+    server.files["/pix2pix_facades.tar.gz"] = buf.getvalue()
+    with pytest.raises(DataError, match="link or special file"):
+        get(server, tmp_path / "data", "pix2pix_facades")
+    good = pix2pix_tar()
+    server.files["/pix2pix_facades.tar.gz"] = good[: len(good) // 2]
+    with pytest.raises(DataError, match="not a valid tar.gz archive"):
+        get(server, tmp_path / "data2", "pix2pix_facades")
+    assert not (tmp_path / "data2" / "pix2pix_facades").exists()

@@ -46,7 +46,9 @@ def test_evaluate_a_trained_shapes_checkpoint(gantrans, tmp_path, monkeypatch):
     assert code == 0, err
     eval_dir = run / "eval"
     report = json.loads((eval_dir / "evaluation.json").read_text())
-    assert set(report["metrics"]) == set(LOWER_IS_BETTER)  # shapes: every metric, both ways
+    # shapes: every metric, both ways (but LPIPS, which is scored on paired sets only)
+    lpips = {k for k in LOWER_IS_BETTER if "lpips" in k}
+    assert set(report["metrics"]) == set(LOWER_IS_BETTER) - lpips
     assert report["source"]["step"] == 2
     assert report["settings"]["test_images"] == {"A": 4, "B": 4}
     assert report["settings"]["features"] == "classifier"
@@ -155,7 +157,7 @@ def test_evaluator_api_for_training(tmp_path):
     evaluator = Evaluator(SHAPES, 3, "cpu", **kwargs)
     with torch.no_grad():  # as inside a training loop's no_grad block: still works
         scores = evaluator(model.G_A, model.G_B)
-    assert set(scores) == set(LOWER_IS_BETTER)
+    assert set(scores) == {k for k in LOWER_IS_BETTER if "lpips" not in k}  # LPIPS: paired sets
     assert all(isinstance(v, float) for v in scores.values())
     assert model.G_A.training and model.G_B.training  # train mode restored
     assert scores == evaluator(model.G_A, model.G_B)  # real statistics reused, seeded
@@ -286,7 +288,7 @@ def test_score_a_folder_against_the_same_judge_and_keys(gantrans, tmp_path):
     assert code == 0, err
     report = json.loads((out / "evaluation.json").read_text())
     m = report["metrics"]
-    ckpt_keys = {k for k in LOWER_IS_BETTER if k.endswith("_AtoB") or k.endswith("_A")}
+    ckpt_keys = {k for k in LOWER_IS_BETTER if k.endswith(("_AtoB", "_A")) and "lpips" not in k}
     generator_only = {f"{n}_{'A' if n.startswith('cycle_') else 'AtoB'}" for n in NEEDS_GENERATOR}
     assert set(m) == ckpt_keys - generator_only  # the same keys as with ckpt=, less the cycle
     assert set(report["not_computed"]) == generator_only

@@ -217,3 +217,35 @@ def test_export_of_a_pretrained_model(gantrans, server, tmp_path, monkeypatch):
     with torch.no_grad():
         torch.testing.assert_close(module(x), net(x), rtol=0, atol=1e-4)
     assert Path(tmp_path / "cache" / "pretrained" / "orange2apple.pth").is_file()
+
+
+def test_pix2pix_generators_by_name_with_their_method_and_urls(gantrans, server, tmp_path):
+    """A published pix2pix generator (U-Net 256, batch norm) by name: fetched as NAME.pth from a
+    mirror, from the authors' pix2pix folder (without our prefix) by default."""
+    unet, state = reference_net(arch_of("unet", num_downs=8, norm="batch"))
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    server.files["pix2pix_edges2shoes.pth"] = buf.getvalue()
+    write_image(tmp_path / "in" / "a.png", (256, 256), "RGB")
+    code, out, err = gantrans("translate", "ckpt=pretrained:pix2pix_edges2shoes",
+                              f"input_dir={tmp_path / 'in'}", f"output_dir={tmp_path / 'out'}",
+                              "progress=false")  # fmt: skip
+    assert code == 0, err
+    assert "U-Net generator, 8 downsamplings" in out and "batch norm" in out
+    assert server.requests == ["/cyclegan/pretrained_models/pix2pix_edges2shoes.pth"]
+    for name in ("facades_label2photo", "sat2map", "map2sat", "edges2shoes", "day2night"):
+        assert pretrained.method_of(f"pix2pix_{name}") == "pix2pix"
+    assert pretrained.method_of("sat2map") == "cyclegan"  # the CycleGAN one keeps its name
+    assert pretrained.reverse_of("pix2pix_sat2map") == "pix2pix_map2sat"
+
+
+def test_pix2pix_default_url_and_the_name_list_says_the_method(gantrans, monkeypatch, tmp_path):
+    monkeypatch.delenv(pretrained.URL_ENV, raising=False)
+    assert (
+        pretrained.model_url("pix2pix_day2night")
+        == "http://efrosgans.eecs.berkeley.edu/pix2pix/models-pytorch/day2night.pth"
+    )
+    line = one_line_error(gantrans("translate", "ckpt=pretrained:cat2dog",
+                                   f"input_dir={tmp_path}"))  # fmt: skip
+    assert "cyclegan: apple2orange" in line and "pix2pix: pix2pix_facades_label2photo" in line
+    assert "pix2pix_day2night" in line

@@ -266,3 +266,20 @@ def test_dataparallel_prefix_is_accepted(tmp_path):
     x = torch.rand(1, 3, 16, 16)
     with torch.no_grad():
         torch.testing.assert_close(loaded(x), net(x), rtol=0, atol=1e-6)
+
+
+def test_a_pix2pix_latest_net_g_translates(gantrans, tmp_path):
+    """The reference's pix2pix generator file (latest_net_G.pth: U-Net, batch norm, dropout
+    layers without weights) translates like the network that wrote it, in eval mode."""
+    arch = arch_of("unet", num_downs=5, norm="batch", dropout=True)
+    ckpt = tmp_path / "facades_label2photo" / "latest_net_G.pth"
+    net = save_reference(ckpt, arch).eval()
+    write_image(tmp_path / "in" / "a.png", (32, 32), "RGB", seed=3)
+    code, out, err = gantrans("translate", f"ckpt={ckpt}", f"input={tmp_path / 'in' / 'a.png'}",
+                              f"output={tmp_path / 'out.png'}", "progress=false")  # fmt: skip
+    assert code == 0, err
+    assert "reference checkpoint: U-Net generator, 5 downsamplings" in out
+    with torch.no_grad():
+        expected = (net(read(tmp_path / "in" / "a.png", "RGB")[None])[0].clamp(-1, 1) + 1) * 127.5
+    got = (read(tmp_path / "out.png", "RGB") + 1) * 127.5
+    assert (got - expected.round()).abs().max() <= 1

@@ -118,6 +118,28 @@ class FolderDatasetConfig(DatasetConfig):
 
 
 @dataclass
+class AlignedDatasetConfig(DatasetConfig):
+    """Paired images (gantrans.data.paired): ROOT/train, val, test of side-by-side A|B images,
+    or ROOT/trainA + ROOT/trainB (+ testA, testB) matched by file name."""
+
+    name: str = "aligned"
+    root: str = MISSING
+    load_size: int = 286
+    crop_size: int = 256
+    flip: bool = True  # the same random crop and flip for both images of a pair
+    preprocess: str = "resize_and_crop"  # resize_and_crop | crop | scale_width_and_crop | none
+    max_items: int | None = None
+    strict: bool = False
+
+
+@dataclass
+class ShapesPairedDatasetConfig(ShapesDatasetConfig):
+    """The shapes set as pairs: each circle (A) with its true square (B), no files."""
+
+    name: str = "shapes_paired"
+
+
+@dataclass
 class SmilesDatasetConfig(DatasetConfig):
     name: str = "smiles"
     root: str | None = None  # null: $GANTRANS_DATA/SMILEsmileD (./data/SMILEsmileD if unset)
@@ -326,6 +348,22 @@ class DCGANMethodConfig(MethodConfig):
     two_domain: ClassVar[dict[str, Any]] = {"dataset.balance": True}
 
 
+@dataclass
+class Pix2PixMethodConfig(MethodConfig):
+    """pix2pix (Isola et al. 2017): a conditional GAN on aligned pairs, one generator input ->
+    target and a discriminator that sees the input and an output side by side on channels."""
+
+    name: str = "pix2pix"
+    direction: Direction = Direction.AtoB  # AtoB: A is the input and B the target; BtoA: reverse
+    lambda_L1: float = 100.0  # weight of ||G(input) - target||_1
+    directions: ClassVar[tuple[str, ...]] = ("AtoB",)  # the configured one: see method_directions
+    not_applicable: ClassVar[dict[str, str]] = {
+        "loss.lambda_cycle": "it has no cycle",
+        "loss.lambda_identity": "it has no identity term",
+        "train.pool_size": "its discriminator sees each pair as it is made, without an image buffer",
+    }
+
+
 # ---------------------------------------------------------------------------------------------
 # train (primary config of `gantrans train`)
 # ---------------------------------------------------------------------------------------------
@@ -443,7 +481,7 @@ class SampleConfig:
 
 @dataclass
 class DownloadConfig:
-    name: str | None = None  # apple2orange, horse2zebra, ..., smiles, celeba
+    name: str | None = None  # apple2orange, horse2zebra, ..., pix2pix_facades, ..., smiles, celeba
     root: str | None = None  # null: $GANTRANS_DATA, else ./data
     mirror: str | None = None  # base URL replacing the official one ($GANTRANS_DOWNLOAD_URL)
     url: str | None = None  # the archive's full URL, overriding everything else
@@ -495,6 +533,8 @@ def register_configs() -> None:
     cs.store(name="sample_schema", node=SampleConfig)
     cs.store(group="dataset", name="shapes_schema", node=ShapesDatasetConfig)
     cs.store(group="dataset", name="folder_schema", node=FolderDatasetConfig)
+    cs.store(group="dataset", name="aligned_schema", node=AlignedDatasetConfig)
+    cs.store(group="dataset", name="shapes_paired_schema", node=ShapesPairedDatasetConfig)
     cs.store(group="dataset", name="smiles_schema", node=SmilesDatasetConfig)
     cs.store(group="dataset", name="celeba_schema", node=CelebADatasetConfig)
     cs.store(group="model", name="resnet_schema", node=ResnetGeneratorConfig)
@@ -508,6 +548,7 @@ def register_configs() -> None:
     cs.store(group="method", name="cut_schema", node=CUTMethodConfig)
     cs.store(group="method", name="fastcut_schema", node=FastCUTMethodConfig)
     cs.store(group="method", name="dcgan_schema", node=DCGANMethodConfig)
+    cs.store(group="method", name="pix2pix_schema", node=Pix2PixMethodConfig)
 
 
 def to_plain(cfg: DictConfig | Any) -> Any:
@@ -526,9 +567,17 @@ def method_schema(cfg: DictConfig) -> type[MethodConfig]:
     if not (isinstance(schema, type) and issubclass(schema, MethodConfig)):
         raise ConfigError(
             f"method={cfg.method.get('name')} has no method schema: its config file must start "
-            "its defaults list with cyclegan_schema, cut_schema or fastcut_schema"
+            "its defaults list with cyclegan_schema, cut_schema, fastcut_schema or pix2pix_schema"
         )
     return schema
+
+
+def method_directions(cfg: DictConfig) -> tuple[str, ...]:
+    """What a checkpoint of the composed config's method translates (pix2pix: the configured
+    method.direction; the others: their schema's `directions`)."""
+    if "direction" in cfg.method:
+        return (str(cfg.method.direction),)
+    return method_schema(cfg).directions
 
 
 def apply_method_defaults(cfg: DictConfig) -> None:
@@ -559,11 +608,13 @@ def _check_method(cfg: DictConfig) -> None:
                 "for the paper's layers"
             )
     _check_domains(cfg, schema)
-    t = cfg.train
-    if t.eval_every and not metric_available(t.eval_metric, schema.directions):
+    if issubclass(schema, Pix2PixMethodConfig) and m.lambda_L1 < 0:
+        raise ConfigError(f"method.lambda_L1 must be >= 0, got {m.lambda_L1}")
+    t, directions = cfg.train, method_directions(cfg)
+    if t.eval_every and not metric_available(t.eval_metric, directions):
         raise ConfigError(
             f"train.eval_metric={t.eval_metric} is not measured for method={m.name}, which "
-            f"translates {' and '.join(schema.directions)} only: choose a metric of that direction"
+            f"translates {' and '.join(directions)} only: choose a metric of that direction"
         )
 
 

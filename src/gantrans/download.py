@@ -1,9 +1,10 @@
 """`gantrans download NAME`: fetch a dataset archive (resumable, verified), unpack it safely.
 
-The archive is downloaded to ``ROOT/FOLDER.zip.part`` and renamed to ``FOLDER.zip`` only when
-the byte count matches the server's Content-Length; an interrupted download resumes with an
-HTTP Range request (or starts over when the server ignores it). The zip is checked with
-``ZipFile.testzip()`` and its SHA-256 is computed (and compared where a digest is known), every
+The archive is downloaded to ``ROOT/FOLDER.zip.part`` (``.tar.gz.part`` for the pix2pix sets)
+and renamed to ``FOLDER.zip`` only when the byte count matches the server's Content-Length; an
+interrupted download resumes with an HTTP Range request (or starts over when the server ignores
+it). A zip is checked with ``ZipFile.testzip()``, a tar.gz by reading every member through (the
+gzip CRC), and its SHA-256 is computed (and compared where a digest is known), every
 entry is checked to stay inside the target folder before anything is written, and the files
 are extracted into a hidden temporary folder beside the target that is renamed into place, so
 a dataset folder is either complete or absent. Only the standard library does HTTP.
@@ -17,6 +18,7 @@ import logging
 import os
 import shutil
 import stat
+import tarfile
 import tempfile
 import urllib.error
 import urllib.request
@@ -39,12 +41,15 @@ from gantrans.data.celeba import (
 )
 from gantrans.data.cyclegan_sets import CYCLEGAN_SETS, DATA_ENV, data_root, shown_path
 from gantrans.data.imageio import DataError, one_line
+from gantrans.data.paired import PIX2PIX_SETS
 from gantrans.data.smiles import DOMAIN_DIRS, SMILES_FOLDER
 
 log = logging.getLogger("gantrans")
 
 CYCLEGAN_URL = "https://efrosgans.eecs.berkeley.edu/cyclegan/datasets"
 """Where the CycleGAN authors publish their sets, as NAME.zip."""
+PIX2PIX_URL = "http://efrosgans.eecs.berkeley.edu/pix2pix/datasets"
+"""Where the pix2pix authors publish their aligned sets, as NAME.tar.gz (A|B images)."""
 SMILES_URL = "https://github.com/hromi/SMILEsmileD/archive/refs/heads/master.zip"
 MIRROR_ENV = "GANTRANS_DOWNLOAD_URL"
 """Environment variable: a base URL serving FOLDER.zip for every set (replaces the official
@@ -70,12 +75,25 @@ class Source:
     # digests are not published, and they could not be looked up when this was written
     # (offline), so only the size and the zip's own CRCs are checked.
     sha256: str | None = None
+    archive: str = "zip"  # the archive format: "zip" or "tar.gz"
+
+    @property
+    def archive_name(self) -> str:
+        """The archive's file name under the data root (and on a mirror): FOLDER.zip."""
+        return f"{self.folder}.{self.archive}"
 
 
 SOURCES: dict[str, Source] = {
     **{
         n: Source(n, n, f"{CYCLEGAN_URL}/{n}.zip", ("trainA", "trainB"), sha256=None)
         for n in CYCLEGAN_SETS
+    },
+    # the pix2pix sets (side-by-side A|B images in train/, val/, test/): pix2pix_facades, ...
+    **{
+        f"pix2pix_{n}": Source(
+            f"pix2pix_{n}", f"pix2pix_{n}", f"{PIX2PIX_URL}/{n}.tar.gz", ("train",), None, "tar.gz"
+        )
+        for n in PIX2PIX_SETS
     },
     "smiles": Source("smiles", SMILES_FOLDER, SMILES_URL, tuple(DOMAIN_DIRS.values()), None),
     "celeba": Source("celeba", CELEBA_FOLDER, None, (IMAGES_DIR,), None),
@@ -106,7 +124,7 @@ def archive_url(source: Source, url: str | None = None, mirror: str | None = Non
         return url
     mirror = mirror or os.environ.get(MIRROR_ENV)
     if mirror and source.url is not None:
-        return f"{mirror.rstrip('/')}/{source.folder}.zip"
+        return f"{mirror.rstrip('/')}/{source.archive_name}"
     return source.url
 
 
@@ -257,6 +275,19 @@ def verify_archive(archive: Path, expected_sha256: str | None) -> str:
     digest = sha256_of(archive)
     if expected_sha256 and digest != expected_sha256.lower():
         raise ArchiveError(f"{archive} has SHA-256 {digest}, expected {expected_sha256}")
+    if archive.name.endswith(".tar.gz"):
+        try:
+            with tarfile.open(archive, "r:gz") as tf:
+                for member in tf:  # reading every file through checks the gzip CRC at the end
+                    if member.isfile():
+                        with tf.extractfile(member) as f:  # type: ignore[union-attr]
+                            while f.read(CHUNK):
+                                pass
+        except Exception as exc:  # tarfile.TarError, EOFError, zlib.error, OSError, ...
+            raise ArchiveError(
+                f"{archive} is not a valid tar.gz archive ({one_line(exc) or type(exc).__name__})"
+            ) from None
+        return digest
     try:
         with zipfile.ZipFile(archive) as zf:
             bad = zf.testzip()  # decompresses every entry and checks its CRC-32
@@ -309,6 +340,30 @@ def check_members(zf: zipfile.ZipFile, archive: Path, dest: Path) -> int:
     return total
 
 
+def check_tar_members(tf: tarfile.TarFile, archive: Path, dest: Path) -> int:
+    """`check_members` for a tar archive: regular files and folders inside ``dest`` only (no
+    links, devices or absolute paths). Returns the total size in bytes."""
+    base = dest.resolve()
+    total = 0
+    for info in tf.getmembers():
+        name = info.name
+        parts = name.replace("\\", "/").split("/")
+        if (
+            name.startswith(("/", "\\"))
+            or ".." in parts
+            or not (base / name).resolve().is_relative_to(base)
+        ):
+            raise ArchiveError(
+                f"{archive} holds an entry outside its folder ({name!r}): refusing to extract it"
+            )
+        if not (info.isfile() or info.isdir()):
+            raise ArchiveError(
+                f"{archive} holds a link or special file ({name!r}): refusing to extract it"
+            )
+        total += info.size
+    return total
+
+
 def _dataset_top(folder: Path, source: Source) -> Path | None:
     """``folder`` or its single sub-folder, whichever holds ``source``'s layout; else None."""
     if not missing_parts(folder, source):
@@ -330,8 +385,12 @@ def extract(archive: Path, target: Path, source: Source) -> None:
         DataError: An unsafe entry, too little disk space, or an archive without the layout.
     """
     parent = target.parent
-    with zipfile.ZipFile(archive) as zf:
-        size = check_members(zf, archive, target)
+    is_tar = archive.name.endswith(".tar.gz")
+    with tarfile.open(archive, "r:gz") if is_tar else zipfile.ZipFile(archive) as zf:
+        if is_tar:
+            size = check_tar_members(zf, archive, target)
+        else:
+            size = check_members(zf, archive, target)
         free = shutil.disk_usage(parent).free
         if size > free:
             raise DataError(
@@ -340,7 +399,10 @@ def extract(archive: Path, target: Path, source: Source) -> None:
             )
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=parent))
         try:
-            zf.extractall(tmp)
+            if is_tar and hasattr(tarfile, "data_filter"):  # checked above; the filter as well
+                zf.extractall(tmp, filter="data")
+            else:
+                zf.extractall(tmp)
             top = _dataset_top(tmp, source)
             if top is None:
                 raise ArchiveError(
@@ -409,7 +471,7 @@ def download(
     if href is None:
         raise DataError(celeba_instructions(target))
     root_path.mkdir(parents=True, exist_ok=True)
-    archive = root_path / f"{source.folder}.zip"
+    archive = root_path / source.archive_name
     part = archive.with_name(archive.name + ".part")
     fresh = not archive.exists()
     if fresh:

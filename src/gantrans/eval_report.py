@@ -181,24 +181,47 @@ def markdown(report: dict[str, Any]) -> str:
             )
     truth = [d for d, _, _ in present if f"truth_psnr_{d}" in m]
     if truth:
+        shapes = all(f"shape_change_{d}" in m for d in truth)
+        lpips = all(f"truth_lpips_{d}" in m for d in truth)
+        title = (
+            "Shapes: distance to the true translation"
+            if shapes
+            else ("Paired data: distance to the true target")
+        )
+        head = "| direction | PSNR ↑ | input PSNR | SSIM ↑ | input SSIM | L1 ↓ | input L1 "
+        rule = "| --- | ---: | ---: | ---: | ---: | ---: | ---: "
+        if lpips:
+            head, rule = head + "| LPIPS ↓ | input LPIPS ", rule + "| ---: | ---: "
+        if shapes:
+            head += "| shape change ↑ | shape IoU ↑ | input shape IoU "
+            rule += "| ---: | ---: | ---: "
         lines += [
             "",
-            "## Shapes: distance to the true translation",
+            f"## {title}",
             "",
             "The untranslated input is the baseline: a useful translation beats it.",
             "",
-            "| direction | PSNR ↑ | input PSNR | SSIM ↑ | input SSIM | L1 ↓ | input L1 "
-            "| shape change ↑ | shape IoU ↑ | input shape IoU |",
-            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+            head + "|",
+            rule + "|",
         ]
         for d in truth:
-            lines.append(
+            row = (
                 f"| {d} | {_num(m[f'truth_psnr_{d}'], '.2f')} "
                 f"| {_num(m[f'input_truth_psnr_{d}'], '.2f')} | {_num(m[f'truth_ssim_{d}'], '.4f')} "
                 f"| {_num(m[f'input_truth_ssim_{d}'], '.4f')} | {_num(m[f'truth_l1_{d}'], '.4f')} "
-                f"| {_num(m[f'input_truth_l1_{d}'], '.4f')} | {_num(m[f'shape_change_{d}'], '.3f')} "
-                f"| {_num(m[f'shape_iou_{d}'], '.3f')} | {_num(m[f'input_shape_iou_{d}'], '.3f')} |"
+                f"| {_num(m[f'input_truth_l1_{d}'], '.4f')} "
             )
+            if lpips:
+                row += (
+                    f"| {_num(m[f'truth_lpips_{d}'], '.4f')} "
+                    f"| {_num(m[f'input_truth_lpips_{d}'], '.4f')} "
+                )
+            if shapes:
+                row += (
+                    f"| {_num(m[f'shape_change_{d}'], '.3f')} "
+                    f"| {_num(m[f'shape_iou_{d}'], '.3f')} | {_num(m[f'input_shape_iou_{d}'], '.3f')} "
+                )
+            lines.append(row + "|")
     if report.get("not_computed"):
         lines += ["", "## Not computed", ""]
         lines += [f"- `{k}`: {why}" for k, why in report["not_computed"].items()]
@@ -266,6 +289,15 @@ def summary(report: dict[str, Any]) -> list[str]:
             parts.append(
                 f"truth PSNR {_num(m[f'truth_psnr_{d}'], '.1f')} dB "
                 f"(input {_num(m[f'input_truth_psnr_{d}'], '.1f')})"
+            )
+            parts.append(
+                f"truth L1 {_num(m[f'truth_l1_{d}'], '.3f')}, "
+                f"SSIM {_num(m[f'truth_ssim_{d}'], '.3f')}"
+            )
+        if f"truth_lpips_{d}" in m:
+            parts.append(
+                f"LPIPS {_num(m[f'truth_lpips_{d}'], '.3f')} "
+                f"(input {_num(m[f'input_truth_lpips_{d}'], '.3f')})"
             )
         lines.append(f"{d}: " + "; ".join(parts))
         for reason in report.get("checks", {}).get(d, {}).get("reasons", []):

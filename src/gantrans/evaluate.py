@@ -20,6 +20,7 @@ from gantrans.data import (
     DataError,
     DomainDataset,
     build_domains,
+    is_paired,
     list_images,
     open_image,
     pil_to_tensor,
@@ -205,11 +206,27 @@ class Evaluator:
         self.names = {
             d: [dom.name(i) for i in self.indices[d]] for d, dom in self.test_domains.items()
         }
-        self.truth: dict[str, torch.Tensor] = {}  # ground-truth translations (shapes only)
-        if self.dataset_cfg.get("name") == "shapes":
+        # ground-truth translations: the shapes' counterparts; a paired set's partners (test
+        # image i of one side is the true target of image i of the other)
+        self.truth: dict[str, torch.Tensor] = {}
+        self.shapes = self.dataset_cfg.get("name") in ("shapes", "shapes_paired")
+        self.paired = is_paired(self.dataset_cfg)
+        if self.paired:
+            self.truth = {"A": self.real["B"], "B": self.real["A"]}
+        elif self.shapes:
             for d, domain in self.test_domains.items():
                 truth = torch.stack([domain.counterpart(i) for i in self.indices[d]])
                 self.truth[d] = quantize(truth)
+        self.not_computed: dict[str, str] = {}  # metric -> why it is missing (LPIPS offline)
+        self.lpips: nn.Module | None = None
+        if self.paired:
+            try:
+                self.lpips = metrics.LPIPSDistance(progress).to(self.device)
+            except metrics.LPIPSUnavailable as exc:
+                log.warning("%s; the other metrics are computed", exc)
+                for direction, _, _ in DIRECTIONS:
+                    for name in ("truth_lpips", "input_truth_lpips"):
+                        self.not_computed[f"{name}_{direction}"] = str(exc)
 
         if judge_set is None:
             # every training image: balancing is a choice of how training samples them
@@ -284,7 +301,8 @@ class Evaluator:
             "kid_subsets": metrics.KID_SUBSETS,
             "c2st_epochs": self.c2st_epochs if self.c2st else None,
             "seed": self.seed,
-            "shapes_truth": bool(self.truth),
+            "shapes_truth": bool(self.truth) and not self.paired,
+            "paired_truth": self.paired,
             "judges": [dict(j) for j in self.judge_info],
             "judge_reliable_threshold": judges.RELIABLE_BALANCED_ACC,
             "controls": {
@@ -326,7 +344,8 @@ class Evaluator:
             direction: "AtoB" or "BtoA".
             fake: (N, C, H, W) translations in [-1, 1], of the evaluator's image size.
             inputs: (N, C, H, W) the input of each translation, when known: adds content_l1.
-            truth: (N, C, H, W) the true translation of each input (shapes): adds truth_*.
+            truth: (N, C, H, W) the true translation of each input (shapes; a paired set's
+                targets): adds truth_* (and with the lpips package truth_lpips_*).
             rec: (N, C, H, W) the reconstructions of `inputs` (needs both generators): adds
                 cycle_* and rec_domain_acc.
 
@@ -373,6 +392,16 @@ class Evaluator:
             out[f"input_truth_l1_{direction}"] = metrics.l1(inputs, truth).mean().item()
             out[f"input_truth_psnr_{direction}"] = metrics.psnr(inputs, truth).mean().item()
             out[f"input_truth_ssim_{direction}"] = metrics.ssim(inputs, truth).mean().item()
+            if self.lpips is not None:
+                for key, x in (
+                    (f"truth_lpips_{direction}", fake),
+                    (f"input_truth_lpips_{direction}", inputs),
+                ):
+                    distances = metrics.paired_distance(
+                        self.lpips, x, truth, self.device, self.batch_size
+                    )
+                    out[key] = distances.mean().item()
+        if truth is not None and inputs is not None and self.shapes:
             out[f"shape_iou_{direction}"] = metrics.shape_iou(fake, truth).mean().item()
             out[f"input_shape_iou_{direction}"] = metrics.shape_iou(inputs, truth).mean().item()
             out[f"shape_change_{direction}"] = (
@@ -702,7 +731,14 @@ def _report(
         "metrics": scores,
         "lower_is_better": {k: LOWER_IS_BETTER[k] for k in scores},
         "checks": checks(scores, info),
-        "not_computed": not_computed,
+        "not_computed": {
+            **{
+                k: v
+                for k, v in evaluator.not_computed.items()
+                if k.rsplit("_", 1)[1] in {d for d in images} or not images
+            },
+            **not_computed,
+        },
     }
     eval_report.write(out_dir, report, images, cfg.num_samples)
     for line in eval_report.summary(report):

@@ -32,6 +32,8 @@ _LOWER = {
     "input_truth_l1": True,  # baselines: the untranslated input against the truth
     "input_truth_psnr": False,
     "input_truth_ssim": False,
+    "truth_lpips": True,  # paired sets: LPIPS to the true target (the optional lpips package)
+    "input_truth_lpips": True,
     "shape_change": False,
     "shape_iou": False,  # footprint of the drawn shape versus the true one, colour aside
     "input_shape_iou": False,
@@ -40,7 +42,8 @@ NEEDS_GENERATOR = ("rec_domain_acc", "cycle_l1", "cycle_psnr", "cycle_ssim")
 """Metrics that run the generators (reconstructions): a folder of translations has none."""
 NEEDS_PAIRS = (
     "content_l1", "truth_l1", "truth_psnr", "truth_ssim", "input_truth_l1", "input_truth_psnr",
-    "input_truth_ssim", "shape_change", "shape_iou", "input_shape_iou",
+    "input_truth_ssim", "truth_lpips", "input_truth_lpips", "shape_change", "shape_iou",
+    "input_shape_iou",
 )  # fmt: skip
 """Metrics that compare each translation with its own input (or its input's true translation)."""
 

@@ -175,6 +175,72 @@ class InceptionFeatures(nn.Module):
         return features.float()
 
 
+class LPIPSUnavailable(GantransError):
+    """LPIPS cannot be computed here (the optional package or its network weights are missing)."""
+
+
+LPIPS_EXTRA = 'pip install "gantrans[lpips]"'
+
+
+class LPIPSDistance(nn.Module):
+    """LPIPS (Zhang et al. 2018) through the `lpips` package: AlexNet features with its learned
+    linear weights; (N, C, H, W) pairs in [-1, 1] (C = 1 or 3) -> (N,) distances, 0 = same.
+
+    The linear weights ship with the package; AlexNet's ImageNet weights come from torchvision's
+    download, kept in the torch hub cache.
+
+    Raises:
+        LPIPSUnavailable: One line, when the package is not installed or the AlexNet weights
+            are neither cached nor downloadable (offline).
+    """
+
+    def __init__(self, progress: bool = False) -> None:
+        super().__init__()
+        try:
+            import lpips
+        except ImportError:
+            raise LPIPSUnavailable(
+                f"LPIPS not computed: the lpips package is not installed ({LPIPS_EXTRA})"
+            ) from None
+        from torchvision.models import AlexNet_Weights
+
+        url = AlexNet_Weights.IMAGENET1K_V1.url
+        cached = Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[1]
+        if not cached.is_file():
+            try:
+                cached.parent.mkdir(parents=True, exist_ok=True)
+                torch.hub.download_url_to_file(url, str(cached), progress=progress)
+            except (urllib.error.URLError, OSError, ValueError) as exc:
+                raise LPIPSUnavailable(
+                    f"LPIPS not computed: its AlexNet weights could not be fetched "
+                    f"({_reason(exc)}): download {url} to {cached}"
+                ) from None
+        with warnings.catch_warnings():  # torchvision's notes on lpips's old `pretrained=` call
+            warnings.simplefilter("ignore")
+            self.net = lpips.LPIPS(net="alex", verbose=False).eval()
+
+    @torch.no_grad()
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if x.shape[1] == 1:  # AlexNet takes RGB: grey as three equal channels
+            x, y = x.expand(-1, 3, -1, -1), y.expand(-1, 3, -1, -1)
+        return self.net(x.float(), y.float()).flatten()  # (N,)
+
+
+def paired_distance(
+    fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    y: torch.Tensor,
+    device: torch.device,
+    batch_size: int = 32,
+) -> torch.Tensor:
+    """fn(x, y) over (N, C, H, W) image pairs in batches: (N,) on the CPU."""
+    out = [
+        fn(x[i : i + batch_size].to(device), y[i : i + batch_size].to(device)).float().cpu()
+        for i in range(0, len(x), batch_size)
+    ]
+    return torch.cat(out)
+
+
 def _reason(exc: BaseException) -> str:
     reason = getattr(exc, "reason", None) or exc
     text = str(reason).strip().splitlines()

@@ -1,10 +1,12 @@
-"""`ckpt=pretrained:NAME`: download a published CycleGAN generator once and keep it in a cache.
+"""`ckpt=pretrained:NAME`: download a published CycleGAN or pix2pix generator once and cache it.
 
-The files are the generators the pytorch-CycleGAN-and-pix2pix authors publish (the list of
-their ``scripts/download_cyclegan_model.sh``); each holds one direction, e.g. ``horse2zebra``.
-They are cached in ``$GANTRANS_CACHE/pretrained`` (default ``~/.cache/gantrans/pretrained``;
-a file placed directly in ``$GANTRANS_CACHE``, where older versions kept them, is used too) and fetched
-from ``$GANTRANS_PRETRAINED_URL/NAME.pth`` (default: the authors' server).
+The files are the generators the pytorch-CycleGAN-and-pix2pix authors publish (the lists of
+their ``scripts/download_cyclegan_model.sh`` and ``download_pix2pix_model.sh``); each holds one
+direction, e.g. ``horse2zebra``. The pix2pix ones are named ``pix2pix_<their name>`` here
+(``pix2pix_sat2map``), as three of their names are also CycleGAN models'. They are cached in
+``$GANTRANS_CACHE/pretrained`` (default ``~/.cache/gantrans/pretrained``; a file placed directly
+in ``$GANTRANS_CACHE``, where older versions kept them, is used too) and fetched from
+``$GANTRANS_PRETRAINED_URL/NAME.pth`` (default: the authors' server).
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ log = logging.getLogger("gantrans")
 
 PREFIX = "pretrained:"
 DEFAULT_URL = "http://efrosgans.eecs.berkeley.edu/cyclegan/pretrained_models"
+PIX2PIX_URL = "http://efrosgans.eecs.berkeley.edu/pix2pix/models-pytorch"  # NAME.pth, unprefixed
+PIX2PIX_PREFIX = "pix2pix_"
 URL_ENV = "GANTRANS_PRETRAINED_URL"
 TIMEOUT_S = 60.0
 MODELS = (
@@ -46,6 +50,12 @@ MODELS = (
     "facades_photo2label",
     "facades_label2photo",
     "iphone2dslr_flower",
+    # pix2pix generators (U-Net 256, batch norm), trained on aligned pairs
+    "pix2pix_facades_label2photo",
+    "pix2pix_sat2map",
+    "pix2pix_map2sat",
+    "pix2pix_edges2shoes",
+    "pix2pix_day2night",
 )
 PAIRS = (  # models published for both directions of one dataset
     ("apple2orange", "orange2apple"),
@@ -54,7 +64,19 @@ PAIRS = (  # models published for both directions of one dataset
     ("sat2map", "map2sat"),
     ("cityscapes_photo2label", "cityscapes_label2photo"),
     ("facades_photo2label", "facades_label2photo"),
+    ("pix2pix_sat2map", "pix2pix_map2sat"),
 )
+
+
+def method_of(name: str) -> str:
+    """The method that trained published model `name`: "cyclegan" or "pix2pix"."""
+    return "pix2pix" if name.startswith(PIX2PIX_PREFIX) else "cyclegan"
+
+
+def names_by_method() -> str:
+    """The known names, grouped by method, for messages."""
+    groups = {m: [n for n in MODELS if method_of(n) == m] for m in ("cyclegan", "pix2pix")}
+    return "; ".join(f"{m}: {', '.join(names)}" for m, names in groups.items())
 
 
 def is_pretrained(spec: str | os.PathLike) -> bool:
@@ -76,8 +98,14 @@ def cache_dir() -> Path:
 
 
 def model_url(name: str) -> str:
-    """The download address of a pretrained model."""
-    return f"{os.environ.get(URL_ENV) or DEFAULT_URL}".rstrip("/") + f"/{name}.pth"
+    """The download address of a pretrained model: ``$GANTRANS_PRETRAINED_URL/NAME.pth`` when
+    set, else the authors' (whose pix2pix files drop the ``pix2pix_`` of our names)."""
+    base = os.environ.get(URL_ENV)
+    if base:
+        return base.rstrip("/") + f"/{name}.pth"
+    if method_of(name) == "pix2pix":
+        return f"{PIX2PIX_URL}/{name[len(PIX2PIX_PREFIX) :]}.pth"
+    return f"{DEFAULT_URL}/{name}.pth"
 
 
 def _download(url: str, dest: Path, progress: bool) -> None:
@@ -115,7 +143,7 @@ def fetch(name: str, progress: bool = True) -> Path:
     """The cached file of pretrained model `name`, downloading it the first time.
 
     Args:
-        name: One of `MODELS` (the part after ``pretrained:``).
+        name: One of `MODELS` (the part after ``pretrained:``; see `method_of`).
         progress: Show a tqdm progress bar while downloading.
 
     Returns:
@@ -127,7 +155,7 @@ def fetch(name: str, progress: bool = True) -> Path:
     """
     if name not in MODELS:
         raise CheckpointError(
-            f"unknown pretrained model {name!r}: choose one of {', '.join(MODELS)}"
+            f"unknown pretrained model {name!r}: choose one of ({names_by_method()})"
         )
     dest = cache_dir() / f"{name}.pth"
     for path in (dest, cache_root() / f"{name}.pth"):  # the second: where older versions kept it

@@ -1,7 +1,7 @@
 """Generator files saved by junyanz/pytorch-CycleGAN-and-pix2pix: recognise, rebuild and load them.
 
-The reference saves one generator per file (``latest_net_G_A.pth``, the published
-``apple2orange.pth``, ...) as a bare state dict: tensors only, keyed by the positions of the
+The reference saves one generator per file (``latest_net_G_A.pth``, pix2pix's
+``latest_net_G.pth``, the published ``apple2orange.pth``, ...) as a bare state dict: tensors only, keyed by the positions of the
 layers in its ``nn.Sequential`` trees. Our generators reproduce those trees index for index, so
 the architecture can be read back from the keys and shapes alone:
 
@@ -49,7 +49,8 @@ UNET_KEY = "model.model.0.weight"
 STALE_STATS = ("running_mean", "running_var", "num_batches_tracked")
 EXPECTED = (
     f"a file written by `gantrans train` or a {REFERENCE} generator state dict such as "
-    f"latest_net_G_A.pth (keys {RESNET_KEY}, ... for ResNet or {UNET_KEY}, ... for U-Net)"
+    f"latest_net_G_A.pth or pix2pix's latest_net_G.pth (keys {RESNET_KEY}, ... for ResNet or "
+    f"{UNET_KEY}, ... for U-Net)"
 )
 
 

@@ -30,11 +30,14 @@ from gantrans import distributed
 from gantrans.checkpoint import LATEST, find_latest, load_checkpoint
 from gantrans.config import TrainConfig, prepare_train_config, to_plain
 from gantrans.data import (
+    PairedDataset,
+    PairedSampler,
     SingleDataset,
     UnpairedDataset,
     UnpairedSampler,
     build_domain,
     build_domains,
+    build_pairs,
 )
 from gantrans.diagnostics import Diagnostics
 from gantrans.distributed import DistInfo
@@ -250,7 +253,7 @@ def start(cfg: TrainConfig, run_dir: Path, di: DistInfo) -> Run:
         f"{data.sizes[0]} A + {data.sizes[1]} B images"
         if len(data.sizes) == 2
         else f"{data.sizes[0]} images of domain {cfg.dataset.domain}"
-    )
+    ) + (" (aligned pairs)" if st.method.data == "paired" else "")
     log.info(
         "run dir: %s\nmethod %s | device: %s, precision %s | data: %s, "
         "%d steps/epoch, %d steps in all | parameters: %s%s",
@@ -282,10 +285,13 @@ def _resume_source(cfg: TrainConfig, run_dir: Path, latest: Path, di: DistInfo) 
 
 
 def build_data(cfg: TrainConfig, di: DistInfo, dev: torch.device) -> TrainData:
-    """The training batches the method needs (unpaired: a random A and B per sample)."""
+    """The training batches the method needs (unpaired: a random A and B per sample; paired:
+    `build_paired_data`)."""
     kind = method_class(str(cfg.method.name)).data
     if kind == "single":
         return build_single_data(cfg, di, dev)
+    if kind == "paired":
+        return build_paired_data(cfg, di, dev)
     if kind != "unpaired":
         raise ConfigError(f"method={cfg.method.name} needs {kind} data, which no dataset gives")
     t, dataset, channels = cfg.train, to_plain(cfg.dataset), int(cfg.dataset.channels)
@@ -320,7 +326,7 @@ def _train_data(
     di: DistInfo,
     dev: torch.device,
     data: torch.utils.data.Dataset,
-    sampler: UnpairedSampler,
+    sampler: UnpairedSampler | PairedSampler,
     sizes: tuple[int, ...],
     samples: dict[str, Batch],
 ) -> TrainData:
@@ -345,6 +351,25 @@ def _train_data(
         loader, sampler, sizes, global_batch, steps_per_epoch,
         min(planned, t.max_steps) if t.max_steps is not None else planned, planned, samples,
     )  # fmt: skip
+
+
+def build_paired_data(cfg: TrainConfig, di: DistInfo, dev: torch.device) -> TrainData:
+    """The training batches of a paired method: pair i of A and B, cropped and flipped alike,
+    each pair once per epoch in a random order."""
+    t, dataset, channels = cfg.train, to_plain(cfg.dataset), int(cfg.dataset.channels)
+    train_pairs = build_pairs(dataset, "train", channels)
+    test_pairs = build_pairs(dataset, "test", channels)
+    sampler = PairedSampler(len(train_pairs), seed=cfg.seed, rank=di.rank, world_size=di.world_size)
+    samples = {}
+    for split, pairs in (("train", train_pairs), ("test", test_pairs)):
+        first = [pairs.load_pair(i) for i in range(min(t.num_samples, len(pairs)))]
+        samples[split] = {
+            "A": torch.stack([a for a, _ in first]),
+            "B": torch.stack([b for _, b in first]),
+        }
+    data = PairedDataset(train_pairs, augment=True)
+    sizes = (len(train_pairs), len(train_pairs))
+    return _train_data(cfg, di, dev, data, sampler, sizes, samples)
 
 
 def _fixed_samples(domain, k: int) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""Data layer: datasets (shapes, folder, smiles, celeba, CycleGAN sets), unpaired sampling, I/O."""
+"""Data layer: datasets (shapes, folder, smiles, celeba, CycleGAN sets, paired sets), sampling, I/O."""
 
 from __future__ import annotations
 
@@ -16,6 +16,13 @@ from .imageio import (
     pil_to_tensor,
     tensor_to_pil,
 )
+from .paired import (
+    PAIRED_DATASETS,
+    PairedDataset,
+    PairedSampler,
+    PairedSet,
+    pair_domains,
+)
 from .shapes import ShapesDomain, build_shapes
 from .single import SingleDataset, build_single_domain
 from .smiles import build_smiles
@@ -31,10 +38,34 @@ DATASETS: dict[str, DomainBuilder] = {
     "smiles": build_smiles,
     "celeba": build_celeba,
     **CYCLEGAN_BUILDERS,  # apple2orange, horse2zebra, ...: folder datasets under the data root
+    # paired sets (aligned, shapes_paired) as their two index-aligned sides
+    **{name: pair_domains(builder) for name, builder in PAIRED_DATASETS.items()},
 }
 """Dataset name (``dataset.name``) -> builder. Add an entry to plug in a new dataset."""
 
 SPLITS: tuple[str, ...] = ("train", "test")
+
+
+def build_pairs(cfg: Mapping[str, Any], split: str, channels: int) -> PairedSet:
+    """The pairs of a paired dataset for one split (what pix2pix trains on).
+
+    Raises:
+        DataError: The dataset is not a paired one (naming those that are), or any data
+            problem the user can fix.
+    """
+    name = cfg.get("name", "shapes")
+    builder = PAIRED_DATASETS.get(name) if isinstance(name, str) else None
+    if builder is None:
+        raise DataError(
+            f"dataset={name} gives unpaired images, and this method trains on aligned pairs: "
+            f"use dataset=shapes_paired (built in) or dataset=aligned dataset.root=DIR"
+        )
+    return builder(cfg, split, channels)
+
+
+def is_paired(cfg: Mapping[str, Any]) -> bool:
+    """Whether the dataset config names a paired set (its two sides are index-aligned)."""
+    return cfg.get("name") in PAIRED_DATASETS
 
 
 def build_domains(
@@ -87,12 +118,18 @@ __all__ = [
     "DomainBuilder",
     "DomainDataset",
     "FolderDomain",
+    "PAIRED_DATASETS",
+    "PairedDataset",
+    "PairedSampler",
+    "PairedSet",
     "ShapesDomain",
     "SingleDataset",
     "UnpairedDataset",
     "UnpairedSampler",
     "build_domain",
     "build_domains",
+    "build_pairs",
+    "is_paired",
     "data_root",
     "derive_seed",
     "list_images",

@@ -1,4 +1,4 @@
-"""Training methods as plug-ins (CycleGAN, CUT, FastCUT, DCGAN) and their registry by name.
+"""Training methods as plug-ins (CycleGAN, CUT, FastCUT, pix2pix, DCGAN) and their registry by name.
 
 A method owns its networks, its loss phases and what a checkpoint and the logs need; the loop
 (gantrans.engine, gantrans.train) only asks it for the optimisers' parameter groups, the phases
@@ -19,12 +19,14 @@ from gantrans.methods.base import (
 from gantrans.methods.cut import CUT
 from gantrans.methods.cyclegan import CycleGAN, CycleGANLoss, CycleGANMethod
 from gantrans.methods.dcgan import DCGAN
+from gantrans.methods.pix2pix import Pix2Pix
 
 METHODS: dict[str, type[Method]] = {
     "cyclegan": CycleGANMethod,
     "cut": CUT,
     "fastcut": CUT,
     "dcgan": DCGAN,
+    "pix2pix": Pix2Pix,
 }
 """`method=NAME` -> its plug-in class (FastCUT is CUT with other defaults)."""
 
@@ -46,6 +48,7 @@ __all__ = [
     "DCGAN",
     "Method",
     "Phase",
+    "Pix2Pix",
     "Terms",
     "discriminator_arch",
     "fuses",

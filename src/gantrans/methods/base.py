@@ -50,8 +50,9 @@ class Method(nn.Module):
 
     Class attributes:
         data: The training batches it needs: "unpaired" (a random A and a random B image per
-            sample: {"A", "B"}) or "single" (images of the one domain `dataset.domain`:
-            {"real"}).
+            sample: {"A", "B"}), "paired" (image i of A with its partner, image i of B,
+            cropped and flipped alike: gantrans.data.paired) or "single" (images of the one
+            domain `dataset.domain`: {"real"}).
         pooled: Domains whose generated images reach the discriminators through an image
             buffer (`self.pools[domain]`, sized by train.pool_size).
         discriminator_terms: Loss terms that are a discriminator's loss (each with an
