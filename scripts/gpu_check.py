@@ -51,6 +51,23 @@ MODES = ("fp32", "bf16", "fp16", "channels_last", "compile")
 CHILD_ARGS = "--gantrans-args"  # what follows it is a gantrans command line (not "--": torchrun)
 
 
+def method_nets(method: str, size: int, quick: bool) -> list[str]:
+    """The network (and batch) overrides of a check run: tiny in --quick, the benchmark's otherwise.
+
+    Each method brings its own generator (CycleGAN and CUT a ResNet, pix2pix a U-Net, DCGAN its
+    own); a method added later runs with its defaults, only narrowed where the keys exist.
+    """
+    width = ["model.ngf=8", "discriminator.ndf=8"] if quick else []
+    if method in ("cyclegan", "cut", "fastcut"):
+        return (["model.ngf=8", "model.n_blocks=1", "discriminator.ndf=8"] if quick
+                else ["model=resnet9", "model.ngf=64", "discriminator.ndf=64"])  # fmt: skip
+    if method == "pix2pix":  # a U-Net of log2(size) levels reaches 1x1 at the bottom
+        return [*width, f"model.num_downs={max(1, size.bit_length() - 1)}"]
+    if method == "dcgan":  # batch 64 by default: more than a check's 16 training images
+        return [*width, f"model.image_size={size}", "train.batch_size=4"]
+    return []
+
+
 @dataclass
 class Part:
     """The outcome of one part of the check."""
@@ -166,8 +183,7 @@ class Check:
     def train_args(self, method: str, run: Path, device: str | None = None) -> list[str]:
         q = self.args.quick
         size, steps = (32, 3) if q else (256, 20)
-        nets = (["model.ngf=8", "model.n_blocks=1", "discriminator.ndf=8"] if q
-                else ["model=resnet9", "model.ngf=64", "discriminator.ndf=64"])  # fmt: skip
+        nets = method_nets(method, size, q)
         head = ["method.head_units=16"] if q and method in ("cut", "fastcut") else []
         return [
             "train", f"method={method}", *nets, *head, f"dataset.image_size={size}",
