@@ -219,6 +219,22 @@ def test_sigterm_stops_a_cut_run_with_a_checkpoint(tmp_path):
     assert ckpt["step"] == ckpt["schedulers"]["G"]["last_epoch"]  # the state of that very step
 
 
+def test_sigterm_to_the_process_group_spares_the_loader_workers(tmp_path):
+    """Slurm and `timeout` signal the whole group: the workers must not die before the save."""
+    run = tmp_path / "run"
+    cmd = _train_cmd(run, "train.num_workers=2", "train.max_steps=100000",
+                     "train.checkpoint_every=100000")  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)  # fmt: skip
+    _wait_for(run / "tb", 60)
+    time.sleep(1.5)
+    os.killpg(proc.pid, signal.SIGTERM)  # the main process and its workers
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 143, out
+    assert "stopped by SIGTERM" in out and "Traceback" not in out and "killed by signal" not in out
+    assert load_checkpoint(run / "checkpoints" / "latest.pt")["step"] > 0
+
+
 def test_kill_9_at_random_points_then_resume_completes(tmp_path):
     """Fault injection: SIGKILL during training (and saving) several times; resume=auto each time."""
     run, total = tmp_path / "run", 40

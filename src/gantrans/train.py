@@ -343,6 +343,7 @@ def _train_data(
     loader = torch.utils.data.DataLoader(
         data, batch_size=t.batch_size, sampler=sampler, num_workers=t.num_workers,
         persistent_workers=t.num_workers > 0, pin_memory=dev.type == "cuda", drop_last=True,
+        worker_init_fn=_leave_sigterm_to_the_main_process,
         # a private generator: creating the iterator must not consume the global RNG, or a
         # resumed run would draw different dropout masks than an uninterrupted one
         generator=torch.Generator().manual_seed(cfg.seed),
@@ -370,6 +371,14 @@ def build_paired_data(cfg: TrainConfig, di: DistInfo, dev: torch.device) -> Trai
     data = PairedDataset(train_pairs, augment=True)
     sizes = (len(train_pairs), len(train_pairs))
     return _train_data(cfg, di, dev, data, sampler, sizes, samples)
+
+
+def _leave_sigterm_to_the_main_process(_worker_id: int) -> None:
+    """In a DataLoader worker: ignore SIGTERM. A SIGTERM sent to the whole process group (Slurm,
+    `timeout`, `kill -TERM -PGID`) would otherwise kill the workers mid-step, and the main
+    process would fail on the lost batch instead of finishing its step and saving; the main
+    process shuts its workers down itself when it stops. (Ctrl-C's SIGINT already spares them.)"""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def _fixed_samples(domain, k: int) -> torch.Tensor:
