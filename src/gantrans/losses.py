@@ -136,3 +136,28 @@ def patch_nce(
     logits = torch.cat([l_pos, l_neg], dim=1) / temperature  # the positive is class 0
     target = torch.zeros(logits.shape[0], dtype=torch.long, device=logits.device)
     return F.cross_entropy(logits, target, reduction="none")
+
+
+def discriminator_terms(
+    adv: AdversarialLoss,
+    gan_mode: str,
+    lambda_gp: float,
+    real_score: torch.Tensor,
+    fake_score: torch.Tensor,
+    gp: torch.Tensor | None,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """A discriminator phase's loss and its logged terms (``D``, ``D_acc``, ``D_gp`` with WGAN-GP).
+
+    Args:
+        adv, gan_mode, lambda_gp: The adversarial loss, its mode name and the penalty weight.
+        real_score, fake_score: The discriminator's outputs on real and generated images.
+        gp: The gradient penalty, or None without WGAN-GP.
+    """
+    loss = discriminator_loss(adv, real_score, fake_score, gp, lambda_gp)
+    terms = {
+        "D": loss.detach(),
+        "D_acc": discriminator_accuracy(gan_mode, real_score.detach(), fake_score.detach()),
+    }
+    if gp is not None:
+        terms["D_gp"] = gp.detach()
+    return loss, terms

@@ -32,8 +32,7 @@ from gantrans.errors import ConfigError
 from gantrans.image_pool import ImagePool
 from gantrans.losses import (
     AdversarialLoss,
-    discriminator_accuracy,
-    discriminator_loss,
+    discriminator_terms,
     gradient_penalty,
     patch_nce,
 )
@@ -326,16 +325,9 @@ class CUT(Method):
             with torch.no_grad():
                 fake_B = self.G(real_A)
         real_score, fake_score, gp = self.runners["D"](real_B, self.pools["B"].query(fake_B))
-        loss = discriminator_loss(self.adv, real_score, fake_score, gp, self.lambda_gp)
-        terms = {
-            "D": loss.detach(),
-            "D_acc": discriminator_accuracy(
-                self.gan_mode, real_score.detach(), fake_score.detach()
-            ),
-        }
-        if gp is not None:
-            terms["D_gp"] = gp.detach()
-        return loss, terms
+        return discriminator_terms(
+            self.adv, self.gan_mode, self.lambda_gp, real_score, fake_score, gp
+        )
 
     def _generator_loss(self, batch: Batch, cache: dict) -> tuple[torch.Tensor, Terms]:
         """lambda_GAN * GAN(D(G(A))) + lambda_NCE * PatchNCE, with D frozen."""

@@ -17,7 +17,7 @@ from torch import nn
 
 from gantrans.config import to_plain
 from gantrans.image_pool import ImagePool
-from gantrans.losses import AdversarialLoss, discriminator_accuracy, discriminator_loss
+from gantrans.losses import AdversarialLoss, discriminator_terms
 from gantrans.methods.base import Batch, Method, Phase, Terms, set_requires_grad
 from gantrans.methods.cut import DiscriminatorScores
 from gantrans.models import build_discriminator, init_weights
@@ -131,16 +131,9 @@ class DCGAN(Method):
             with torch.no_grad():
                 fake = self.G(z)
         real_score, fake_score, gp = self.runners["D"](real, fake)
-        loss = discriminator_loss(self.adv, real_score, fake_score, gp, self.lambda_gp)
-        terms = {
-            "D": loss.detach(),
-            "D_acc": discriminator_accuracy(
-                self.gan_mode, real_score.detach(), fake_score.detach()
-            ),
-        }
-        if gp is not None:
-            terms["D_gp"] = gp.detach()
-        return loss, terms
+        return discriminator_terms(
+            self.adv, self.gan_mode, self.lambda_gp, real_score, fake_score, gp
+        )
 
     def _generator_loss(self, batch: Batch, cache: dict) -> tuple[torch.Tensor, Terms]:
         """GAN(D(G(z)), real), with D frozen."""

@@ -19,8 +19,7 @@ from torch import nn
 from gantrans.image_pool import ImagePool
 from gantrans.losses import (
     AdversarialLoss,
-    discriminator_accuracy,
-    discriminator_loss,
+    discriminator_terms,
     gradient_penalty,
 )
 from gantrans.methods.base import (
@@ -146,16 +145,9 @@ class Pix2Pix(Method):
             with torch.no_grad():
                 fake = self.G(source)
         real_score, fake_score, gp = self.runners["D"](source, target, fake)
-        loss = discriminator_loss(self.adv, real_score, fake_score, gp, self.lambda_gp)
-        terms = {
-            "D": loss.detach(),
-            "D_acc": discriminator_accuracy(
-                self.gan_mode, real_score.detach(), fake_score.detach()
-            ),
-        }
-        if gp is not None:
-            terms["D_gp"] = gp.detach()
-        return loss, terms
+        return discriminator_terms(
+            self.adv, self.gan_mode, self.lambda_gp, real_score, fake_score, gp
+        )
 
     def _generator_loss(self, batch: Batch, cache: dict) -> tuple[torch.Tensor, Terms]:
         """GAN(D(input, G(input))) + lambda_L1 * ||G(input) - target||_1, with D frozen."""
