@@ -41,7 +41,7 @@ def _finite(obj: Any) -> Any:
     return obj
 
 
-def _write_text(path: Path, text: str) -> None:
+def write_text(path: Path, text: str) -> None:
     """Write a text file atomically (a temporary file renamed over `path`)."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -324,5 +324,5 @@ def write(
     report["settings"]["feature_note"] = FEATURE_NOTES[report["settings"]["features"]]
     report["grids"] = save_grids(out_dir, images, num_samples)
     text = json.dumps(_finite(report), indent=2, allow_nan=False, default=str)
-    _write_text(out_dir / JSON_NAME, text + "\n")
-    _write_text(out_dir / MD_NAME, markdown(report))
+    write_text(out_dir / JSON_NAME, text + "\n")
+    write_text(out_dir / MD_NAME, markdown(report))

@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +34,7 @@ from gantrans import __version__, checkpoint, classifiers, metrics
 from gantrans.data import build_domain
 from gantrans.data.single import is_plain_folder
 from gantrans.errors import ConfigError
+from gantrans.eval_report import write_text
 from gantrans.loader import load_sampler
 from gantrans.methods.dcgan import latents
 from gantrans.metric_names import SAMPLES_LOWER_IS_BETTER
@@ -197,17 +196,6 @@ def evaluate_samples(cfg: DictConfig, ckpt_path: Path, dataset: dict[str, Any]) 
     return report
 
 
-def _write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def summary(report: dict[str, Any]) -> list[str]:
     """The report in a few console lines."""
     m, s = report["metrics"], report["settings"]
@@ -263,7 +251,7 @@ def write(
     """evaluation.json, evaluation.md and samples.png (top row real test images, then samples)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     report = {**report, "grid": {"file": GRID_NAME, "rows": ["real", "samples", "samples"]}}
-    _write_text(out_dir / JSON_NAME, json.dumps(report, indent=2, default=str) + "\n")
-    _write_text(out_dir / MD_NAME, markdown(report))
+    write_text(out_dir / JSON_NAME, json.dumps(report, indent=2, default=str) + "\n")
+    write_text(out_dir / MD_NAME, markdown(report))
     k = min(k, len(real), len(fake) // 2)
     save_image(image_rows([real[:k], fake[:k], fake[k : 2 * k]]), out_dir / GRID_NAME)
