@@ -10,7 +10,8 @@ reads it and nothing in it can run code:
                   DCGAN, which generates from latent vectors: its generator is "G")
     arch          {"generator": {...}, "discriminator": {...}, ...}: enough to rebuild the networks
     models        {network name: state dict} ("G_A", "G_B", "D_A", "D_B"; CUT "G", "D", "F";
-                  DCGAN "G", "D")
+                  DCGAN "G", "D"); with train.ema also NAME_ema, each generator's moving average
+                  of weights, which translation, sampling and export use
     optimizers, schedulers, scaler, pools, rng, ranks: the full training state, for exact resume
     step, epoch, epoch_step: progress (epoch_step = batches of `epoch` already consumed)
     config        the resolved run config
@@ -39,6 +40,7 @@ CHECKPOINT_FORMAT = "gantrans-checkpoint"
 CHECKPOINT_VERSION = 2
 LATEST = "latest.pt"
 V1_METHOD, V1_DIRECTIONS = "cyclegan", {"AtoB": "G_A", "BtoA": "G_B"}  # version 1: CycleGAN
+EMA_SUFFIX = "_ema"  # models[NAME + EMA_SUFFIX]: the moving average of network NAME's weights
 
 
 @dataclass
@@ -120,7 +122,13 @@ def sampler_weights(ckpt: dict, path: str | Path) -> dict:
             f"{path} is a {method(ckpt)} model, which translates images rather than generating "
             f"them: apply it with `gantrans translate ckpt={path} input=...`"
         )
-    return ckpt["models"]["G"]
+    return _averaged(ckpt, "G")
+
+
+def _averaged(ckpt: dict, name: str) -> dict:
+    """Network `name`'s weights: the moving average of them when the run kept one (train.ema)."""
+    models = ckpt["models"]
+    return models.get(name + EMA_SUFFIX, models[name])
 
 
 def not_a_translator(ckpt: dict, path: str | Path) -> CheckpointError:
@@ -131,20 +139,25 @@ def not_a_translator(ckpt: dict, path: str | Path) -> CheckpointError:
     )
 
 
-OPTIONAL_GENERATOR_KEYS = {"input_skip": False}
-"""Generator keys added after checkpoints without them were written, with the value those
-checkpoints mean."""
+OPTIONAL_GENERATOR_KEYS = {"resnet": {"input_skip": False, "mask": False}, "unet": {"mask": False}}
+"""Generator keys (by generator name) added after checkpoints without them were written, with
+the value those checkpoints mean."""
+OPTIONAL_DISCRIMINATOR_KEYS = {"spectral_norm": False, "augment": None}
+"""The same for the discriminators (every kind)."""
 
 
 def arch(ckpt: dict) -> dict[str, Any]:
     """Everything recorded to rebuild the networks (resume compares it with the run's).
 
-    A key added to the generators since the checkpoint was written reads as its default, so
+    A key added to the networks since the checkpoint was written reads as its default, so
     such a checkpoint still resumes.
     """
     recorded = dict(ckpt["arch"])
-    if "generator" in recorded and recorded["generator"].get("name") == "resnet":
-        recorded["generator"] = {**OPTIONAL_GENERATOR_KEYS, **recorded["generator"]}
+    gen = recorded.get("generator")
+    if isinstance(gen, dict) and gen.get("name") in OPTIONAL_GENERATOR_KEYS:
+        recorded["generator"] = {**OPTIONAL_GENERATOR_KEYS[gen["name"]], **gen}
+    if isinstance(recorded.get("discriminator"), dict):
+        recorded["discriminator"] = {**OPTIONAL_DISCRIMINATOR_KEYS, **recorded["discriminator"]}
     return recorded
 
 
@@ -160,7 +173,8 @@ def channels(ckpt: dict) -> int:
 
 
 def generator_weights(ckpt: dict, direction: str, path: str | Path) -> dict:
-    """The state dict of the generator that translates `direction`.
+    """The state dict of the generator that translates `direction` (its moving average of
+    weights where the run kept one: train.ema).
 
     Raises:
         CheckpointError: One line, if the checkpoint does not translate that way (CUT: AtoB).
@@ -173,7 +187,7 @@ def generator_weights(ckpt: dict, direction: str, path: str | Path) -> dict:
             f"direction={direction}: {path} is a {method(ckpt)} model, which translates "
             f"{' and '.join(names) or 'nothing'} only: use direction={next(iter(names), 'AtoB')}"
         )
-    return ckpt["models"][names[direction]]
+    return _averaged(ckpt, names[direction])
 
 
 def network_weights(ckpt: dict) -> dict[str, dict]:

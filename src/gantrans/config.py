@@ -23,6 +23,8 @@ from gantrans.metric_names import LOWER_IS_BETTER, metric_available
 # CycleGAN's loss weights (the paper's), the values of loss.lambda_cycle / lambda_identity when null
 LAMBDA_CYCLE = 10.0
 LAMBDA_IDENTITY = 0.5
+AUGMENT_POLICIES = ("color", "translation", "cutout")
+"""The transformations of discriminator.augment (gantrans.models.augment)."""
 
 
 class Choice(str, Enum):
@@ -186,6 +188,9 @@ class GeneratorConfig:
     dropout: bool = False
     init_type: InitType = InitType.normal
     init_gain: float = 0.02
+    # a change mask: the output is m * drawn + (1 - m) * input, m in [0, 1] drawn too, so what
+    # should stay is copied (penalised by loss.lambda_mask; the masks are in the image grids)
+    mask: bool = False
 
 
 @dataclass
@@ -225,6 +230,10 @@ class DiscriminatorConfig:
     norm: Norm = Norm.instance
     init_type: InitType = InitType.normal
     init_gain: float = 0.02
+    spectral_norm: bool = False  # divide each layer's weight by its largest singular value
+    # DiffAugment of every image the discriminator scores (real and generated, both phases):
+    # some of color, translation, cutout joined by + (color+translation+cutout); null = none
+    augment: str | None = None
 
 
 @dataclass
@@ -263,6 +272,12 @@ class LossConfig:
     lambda_gp: float = 10.0  # gradient-penalty weight, wgangp only
     # discriminator steps per generator step (the generator steps every N batches)
     critic_steps: int = 1
+    # model.mask only: weight of the mean change mask (how much of the image a generator redraws)
+    lambda_mask: float = 0.1
+    # R1 penalty (Mescheder et al. 2018): gamma / 2 * E||grad D(real)||^2, applied every
+    # r1_every steps with its weight multiplied by r1_every (lazy, as in StyleGAN2); 0 = off
+    r1_gamma: float = 0.0
+    r1_every: int = 16
 
 
 # ---------------------------------------------------------------------------------------------
@@ -398,6 +413,9 @@ class TrainLoopConfig:
     eval_features: str = "classifier"  # classifier (offline) | inception (standard FID/KID)
     eval_max_images: int | None = 200  # test images per domain for each evaluation
     eval_c2st: bool = False  # also train the two-sample-test classifiers (slower)
+    # decay of an exponential moving average of the generators' weights, used for the grids,
+    # evaluation, translation and export (checkpoints keep both); 0 = off, e.g. 0.999
+    ema: float = 0.0
 
 
 @dataclass
@@ -754,6 +772,7 @@ def check_train_config(cfg: DictConfig) -> None:
         raise ConfigError(f"discriminator.n_layers must be >= 1, got {cfg.discriminator.n_layers}")
     if cfg.loss.critic_steps < 1:
         raise ConfigError(f"loss.critic_steps must be >= 1, got {cfg.loss.critic_steps}")
+    _check_quality_options(cfg)
     for key in ("lambda_cycle", "lambda_identity", "lambda_gp"):
         if cfg.loss[key] is not None and cfg.loss[key] < 0:
             raise ConfigError(f"loss.{key} must be >= 0, got {cfg.loss[key]}")
@@ -764,6 +783,33 @@ def check_train_config(cfg: DictConfig) -> None:
             f"model=unet with num_downs={cfg.model.num_downs} needs images whose side is a multiple "
             f"of {2**cfg.model.num_downs}, but the dataset gives {size}: pick unet128 for 128 px, "
             "unet256 for 256 px, or change the crop size"
+        )
+
+
+def _check_quality_options(cfg: DictConfig) -> None:
+    """The change mask, R1, spectral norm, DiffAugment and EMA options."""
+    loss, t = cfg.loss, cfg.train
+    if loss.lambda_mask < 0 or loss.r1_gamma < 0:
+        raise ConfigError(
+            f"loss.lambda_mask and loss.r1_gamma must be >= 0 (got {loss.lambda_mask} and "
+            f"{loss.r1_gamma})"
+        )
+    if loss.r1_every < 1:
+        raise ConfigError(f"loss.r1_every must be >= 1, got {loss.r1_every}")
+    if not 0 <= t.ema < 1:
+        raise ConfigError(f"train.ema must be in [0, 1) (0 = off, e.g. 0.999), got {t.ema}")
+    policy = cfg.discriminator.get("augment")
+    names = [p.strip() for p in str(policy or "").replace("+", ",").split(",") if p.strip()]
+    unknown = [n for n in names if n not in AUGMENT_POLICIES]
+    if unknown:
+        raise ConfigError(
+            f"discriminator.augment={policy}: {', '.join(unknown)} is not an augmentation; "
+            f"use some of {', '.join(AUGMENT_POLICIES)} joined by +, e.g. color+translation+cutout"
+        )
+    if loss.r1_gamma and cfg.method.name == "pix2pix":
+        raise ConfigError(
+            "loss.r1_gamma does not apply to method=pix2pix (its discriminator scores pairs, "
+            "not images of one domain): remove it"
         )
 
 

@@ -86,3 +86,13 @@ def any_rank(flags: list[bool], info: DistInfo, device: torch.device) -> list[bo
     t = torch.tensor([float(f) for f in flags], device=device)
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
     return [bool(v) for v in t.tolist()]
+
+
+def average_gradients(params: list[torch.Tensor], info: DistInfo) -> None:
+    """Average the gradients of `params` across ranks (for a backward outside DDP's wrapper)."""
+    if not info.enabled:
+        return
+    for p in params:
+        if p.grad is not None:
+            dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
+            p.grad /= info.world_size

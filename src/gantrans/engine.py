@@ -9,16 +9,26 @@ exactly what training runs.
 
 from __future__ import annotations
 
+import copy
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from gantrans import checkpoint, distributed
-from gantrans.checkpoint import TrainingRecord, load_state, rng_state, save_atomic, set_rng_state
+from gantrans.checkpoint import (
+    EMA_SUFFIX,
+    TrainingRecord,
+    load_state,
+    rng_state,
+    save_atomic,
+    set_rng_state,
+)
 from gantrans.config import TrainConfig
 from gantrans.distributed import DistInfo
 from gantrans.errors import CheckpointError, GantransError
@@ -47,6 +57,59 @@ def lr_factor(step: int, steps_per_epoch: int, n_epochs: int, n_epochs_decay: in
     return max(0.0, 1.0 - (epoch - n_epochs) / n_epochs_decay)
 
 
+class GeneratorAverage:
+    """An exponential moving average of the generators' weights (train.ema).
+
+    The average of a generator is smoother than its latest weights, which follow the
+    adversarial game step by step; GANs' samples are commonly drawn from it (Karras et al.
+    2018; Yazici et al. 2019). Early on the decay is lowered to (1 + step) / (10 + step), so
+    the average does not keep the random initialisation for thousands of steps. Buffers
+    (batch-norm statistics) are copied, not averaged.
+
+    Args:
+        method: The method whose `generator_names()` networks are averaged.
+        decay: The weight of the old average at each step, in (0, 1).
+    """
+
+    def __init__(self, method: Method, decay: float) -> None:
+        self.decay = decay
+        nets = method.networks()
+        self.nets = {
+            name: copy.deepcopy(nets[name]).requires_grad_(False)
+            for name in method.generator_names()
+        }
+
+    @torch.no_grad()
+    def update(self, method: Method, step: int) -> None:
+        """Move the average towards the method's current weights (after step `step`)."""
+        weight = 1 - min(self.decay, (1 + step) / (10 + step))
+        nets = method.networks()
+        for name, avg in self.nets.items():
+            live = nets[name]
+            torch._foreach_lerp_(list(avg.parameters()), list(live.parameters()), weight)
+            for a, b in zip(avg.buffers(), live.buffers(), strict=True):
+                a.copy_(b)
+
+    def reset(self, method: Method) -> None:
+        """Start the average from the method's current weights."""
+        nets = method.networks()
+        for name, avg in self.nets.items():
+            avg.load_state_dict(nets[name].state_dict())
+
+    @contextmanager
+    def swapped(self, method: Method) -> Iterator[None]:
+        """Within the block, the method's generators hold the averaged weights."""
+        nets = method.networks()
+        saved = {n: copy.deepcopy(nets[n].state_dict()) for n in self.nets}
+        try:
+            for name, avg in self.nets.items():
+                nets[name].load_state_dict(avg.state_dict())
+            yield
+        finally:
+            for name, state in saved.items():
+                nets[name].load_state_dict(state)
+
+
 @dataclass
 class TrainState:
     """Everything a checkpoint captures, and how to write it out and read it back."""
@@ -62,6 +125,17 @@ class TrainState:
     epoch_step: int = 0  # batches of `epoch` already consumed
     dist_info: DistInfo = field(default_factory=DistInfo)
     best: dict | None = None  # {"metric", "value", "step"} of checkpoints/best.pt
+    ema: GeneratorAverage | None = None  # train.ema
+    r1: tuple[float, int] | None = None  # (loss.r1_gamma, loss.r1_every) when R1 is on
+
+    @contextmanager
+    def averaged(self) -> Iterator[None]:
+        """Within the block the generators hold their averaged weights (as is without EMA)."""
+        if self.ema is None:
+            yield
+            return
+        with self.ema.swapped(self.method):
+            yield
 
     def _rank_state(self) -> dict:
         """What differs between DDP ranks: their image buffers and RNG streams."""
@@ -82,11 +156,14 @@ class TrainState:
             epoch_step=self.epoch_step, ranks=ranks if self.dist_info.enabled else [],
             best=self.best,
         )  # fmt: skip
+        models = {n: net.state_dict() for n, net in self.method.networks().items()}
+        if self.ema is not None:
+            models.update({n + EMA_SUFFIX: net.state_dict() for n, net in self.ema.nets.items()})
         return checkpoint.pack(
             method=self.method.name,
             directions=self.method.directions,
             arch=self.method.arch(),
-            models={n: net.state_dict() for n, net in self.method.networks().items()},
+            models=models,
             config=config,
             training=record,
         )
@@ -107,6 +184,11 @@ class TrainState:
         weights = checkpoint.network_weights(ckpt)
         for name, net in self.method.networks().items():
             load_state(net, weights[name], name, path)
+        if self.ema is not None:
+            self.ema.reset(self.method)  # a checkpoint without the average starts it here
+            for name, net in self.ema.nets.items():
+                if name + EMA_SUFFIX in weights:
+                    load_state(net, weights[name + EMA_SUFFIX], name + EMA_SUFFIX, path)
         for key, opt in self.optimizers.items():
             opt.load_state_dict(record.optimizers[key])
         for key, sched in self.schedulers.items():
@@ -179,6 +261,7 @@ def build_training(
         for d in method_class(str(cfg.method.name)).pooled
     }  # per-rank buffers
     method = method_class(str(cfg.method.name)).build(cfg, int(cfg.dataset.channels), pools)
+    method.lambda_mask = float(cfg.loss.lambda_mask)
     if di.enabled and device.type == "cuda":
         method = torch.nn.SyncBatchNorm.convert_sync_batchnorm(method)  # no-op without batch norm
     method.to(device)
@@ -196,7 +279,12 @@ def build_training(
         method.wrap_runners(lambda module: DistributedDataParallel(module, device_ids=ids))
     if t.compile:  # after DDP, as PyTorch recommends, so DDP's bucketing sees the graph breaks
         method.wrap_runners(torch.compile)
+    r1 = (float(cfg.loss.r1_gamma), int(cfg.loss.r1_every)) if cfg.loss.r1_gamma else None
+    if r1 is not None and not method.real_domains:
+        raise GantransError(f"loss.r1_gamma does not apply to method={method.name}: remove it")
     return TrainState(
+        ema=GeneratorAverage(method, float(t.ema)) if t.ema else None,
+        r1=r1,
         method=method,
         optimizers=optimizers,
         schedulers={
@@ -230,7 +318,41 @@ def train_step(state: TrainState, batch: Batch) -> Terms:
         state.scaler.scale(total).backward()
         state.scaler.step(optimizer)
         terms.update(phase_terms)
+    if state.r1 is not None and state.step % state.r1[1] == 0:
+        terms.update(r1_phase(state, batch))
     state.scaler.update()
     for sched in state.schedulers.values():
         sched.step()
+    if state.ema is not None:
+        state.ema.update(state.method, state.step)
     return terms
+
+
+def r1_penalty(net: nn.Module, real: torch.Tensor) -> torch.Tensor:
+    """E ||grad_x D(x)||^2 over real images x (N, C, H, W): the R1 penalty, kept in the graph."""
+    real = real.detach().float().requires_grad_(True)
+    (grad,) = torch.autograd.grad(net(real).float().sum(), real, create_graph=True)
+    return grad.pow(2).flatten(1).sum(1).mean()
+
+
+def r1_phase(state: TrainState, batch: Batch) -> Terms:
+    """One lazy R1 step of the discriminators (Mescheder et al. 2018; Karras et al. 2020).
+
+    The penalty keeps each discriminator flat around the real images, which stops it from
+    separating them from close fakes by sharp ridges. It runs every r1_every steps, in fp32
+    (a second derivative), weighted gamma / 2 x r1_every so that it weighs as much as one
+    applied every step; its own optimiser step on the "D" parameters. Under DDP the gradients
+    are averaged across ranks.
+    """
+    gamma, every = state.r1
+    nets = state.method.networks()
+    optimizer = state.optimizers["D"]
+    optimizer.zero_grad(set_to_none=True)
+    penalties = {f"{name}_r1": r1_penalty(nets[name], batch[domain])
+                 for name, domain in state.method.real_domains.items()}  # fmt: skip
+    (sum(penalties.values()) * (gamma / 2 * every)).backward()
+    if state.dist_info.enabled:
+        for group in optimizer.param_groups:
+            distributed.average_gradients(group["params"], state.dist_info)
+    optimizer.step()
+    return {k: v.detach() for k, v in penalties.items()}

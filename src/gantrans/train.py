@@ -43,7 +43,7 @@ from gantrans.diagnostics import Diagnostics
 from gantrans.distributed import DistInfo
 from gantrans.engine import TrainingError, TrainState, build_training, lr_factor, train_step
 from gantrans.errors import CheckpointError, ConfigError, GantransError
-from gantrans.methods import Batch, Terms, method_class
+from gantrans.methods import Batch, Method, Terms, method_class
 from gantrans.metric_names import LOWER_IS_BETTER
 from gantrans.reporting import Reporter, RunningMeans, image_rows
 from gantrans.runtime import autocast, check_precision, resolve_device, resolve_precision
@@ -499,11 +499,13 @@ def log_images(run: Run) -> None:
     st, method = run.state, run.state.method
     was_training = method.training
     method.eval()
-    with autocast(st.device, st.precision):
+    with autocast(st.device, st.precision), st.averaged():
         for split, real in run.data.samples.items():
             real = {d: x.to(st.device) for d, x in real.items()}
             for name, rows in method.grids(real).items():
                 run.reporter.grid(st.step, f"{split}/{name}", image_rows(rows))
+            for direction, rows in mask_grids(method, real).items():
+                run.reporter.grid(st.step, f"{split}/mask_{direction}", image_rows(rows))
             if run.diag is None or split != "test":
                 continue
             for direction in method.directions:
@@ -514,6 +516,25 @@ def log_images(run: Run) -> None:
                 for warning in warnings:
                     _warn(run, warning)
     method.train(was_training)
+
+
+def mask_grids(method: Method, real: Batch) -> dict[str, list[torch.Tensor]]:
+    """For each direction whose generator draws a change mask: [inputs, masks (white = redrawn,
+    black = the input's), outputs], each (N, C, H, W) in [-1, 1]."""
+    out = {}
+    for direction in method.directions:
+        net, inputs = method.translator(direction), real[direction[0]]
+        if not getattr(net, "mask", False):
+            continue
+        net.take_masks()
+        net.record_masks = True
+        try:
+            outputs = net(inputs)
+        finally:
+            net.record_masks = False
+        mask = net.take_masks()[-1].float() * 2 - 1
+        out[direction] = [inputs, mask.expand_as(inputs), outputs]
+    return out
 
 
 def _warn(run: Run, warning: str) -> None:
@@ -541,7 +562,8 @@ def evaluate_and_keep_best(run: Run) -> None:
     st, metric, improved = run.state, run.cfg.train.eval_metric, False
     if run.evaluator is not None:
         method = st.method
-        scores, _ = run.evaluator.run({d: method.translator(d) for d in method.directions})
+        with st.averaged():
+            scores, _ = run.evaluator.run({d: method.translator(d) for d in method.directions})
         judge_acc = run.evaluator.judge_info[0]["test_balanced_acc"]
         run.reporter.scalars(st.step, {**scores, "judge_balanced_acc": judge_acc}, "eval")
         value, best = scores[metric], (st.best["value"] if st.best else None)

@@ -16,6 +16,7 @@ from torch import nn
 
 from gantrans.config import to_plain
 from gantrans.image_pool import ImagePool
+from gantrans.models.generators import ChangeMask
 
 if TYPE_CHECKING:
     from gantrans.config import TrainConfig
@@ -59,6 +60,9 @@ class Method(nn.Module):
             ``<name>_acc`` term), watched by the diagnostics.
         adversarial_terms: The generators' adversarial terms, watched by the diagnostics.
         progress_terms: The terms shown on the progress bar.
+        real_domains: {discriminator name: batch key of the real images it scores}, for the
+            R1 penalty (loss.r1_gamma); a method whose discriminators score something else
+            (pix2pix: pairs) leaves it empty.
 
     Attributes:
         name: The method's name as recorded in a checkpoint (`method=NAME`).
@@ -74,6 +78,8 @@ class Method(nn.Module):
     discriminator_terms: ClassVar[tuple[str, ...]] = ()
     adversarial_terms: ClassVar[tuple[str, ...]] = ()
     progress_terms: ClassVar[tuple[str, ...]] = ()
+    real_domains: ClassVar[dict[str, str]] = {}
+    lambda_mask: float = 0.0  # the weight of the change masks' mean (model.mask), set by build
 
     def __init__(self, name: str, directions: Mapping[str, str], pools: Mapping[str, ImagePool]):
         super().__init__()
@@ -117,6 +123,27 @@ class Method(nn.Module):
         """The network that translates `direction`."""
         return self.networks()[self.directions[direction]]
 
+    def generator_names(self) -> list[str]:
+        """The networks that make images (averaged with train.ema): those named G..."""
+        return [name for name in self.networks() if name.startswith("G")]
+
+    def mask_terms(self) -> Terms:
+        """{"mask": lambda_mask x the mean change mask} of the generators' forward passes since
+        the last call ({} without change masks); call `clear_masks` before those passes."""
+        masks = [m.float().mean() for net in self._masked() for m in net.take_masks()]
+        if not masks or not self.lambda_mask:
+            return {}
+        return {"mask": torch.stack(masks).mean() * self.lambda_mask}
+
+    def clear_masks(self) -> None:
+        """Forget the masks recorded so far (by passes that no penalty is computed for)."""
+        for net in self._masked():
+            net.take_masks()
+
+    def _masked(self) -> list[ChangeMask]:
+        nets = self.networks()
+        return [n for n in (nets[k] for k in self.generator_names()) if _has_mask(n)]
+
     def wrap_runners(self, wrap: Callable[[nn.Module], nn.Module]) -> None:
         """Replace each phase's single-call module by ``wrap(module)``.
 
@@ -124,6 +151,10 @@ class Method(nn.Module):
         backward, and torch.compile works best on such a module: the loop wraps them here.
         """
         self.runners = {name: wrap(module) for name, module in self.runners.items()}
+
+
+def _has_mask(net: nn.Module) -> bool:
+    return isinstance(net, ChangeMask) and net.mask
 
 
 def generator_arch(model: Any, channels: int) -> dict:

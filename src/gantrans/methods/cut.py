@@ -237,6 +237,7 @@ class CUT(Method):
     discriminator_terms = ("D",)
     adversarial_terms = ("G_GAN",)
     progress_terms = ("G", "D", "NCE")
+    real_domains = {"D": "B"}
 
     def __init__(
         self,
@@ -319,6 +320,7 @@ class CUT(Method):
         real_A, real_B = batch["A"], batch["B"]
         if with_generator:
             flip = self.flip and bool(torch.rand(()) < 0.5)
+            self.clear_masks()
             cache["G"] = self.runners["G"](real_A, real_B, flip)
             fake_B = cache["G"][0].detach()
         else:  # critic-only step: fresh fakes, no graph
@@ -348,6 +350,9 @@ class CUT(Method):
                 terms["NCE_Y"] = nce_idt * self.lambda_NCE  # PatchNCE(G(B), B)
                 both = 0.5 * (terms["NCE"] + terms["NCE_Y"])
             total = total + both
+        terms.update(self.mask_terms())
+        if "mask" in terms:
+            total = total + terms["mask"]
         terms["G"] = total
         return total, {k: v.detach() for k, v in terms.items()}
 

@@ -273,6 +273,7 @@ class CycleGANMethod(Method):
     discriminator_terms = ("D_A", "D_B")
     adversarial_terms = ("G_A", "G_B")
     progress_terms = ("G", "D_A", "D_B", "cycle_A")
+    real_domains = {"D_A": "B", "D_B": "A"}
 
     def __init__(
         self,
@@ -326,12 +327,17 @@ class CycleGANMethod(Method):
         return [Phase("G", self._generator_loss), d_phase]
 
     def _generator_loss(self, batch: Batch, cache: dict) -> tuple[torch.Tensor, Terms]:
-        """Adversarial both ways + cycle + identity, for both generators."""
+        """Adversarial both ways + cycle + identity (+ the change masks' size), for both
+        generators."""
+        self.clear_masks()
         total, terms, fakes = self.objective.generator_phase(
             self.net, batch["A"], batch["B"], self.runners["G"]
         )
+        masks = self.mask_terms()
+        if masks:
+            total = total + masks["mask"]
         cache["fakes"] = fakes.fake_A.detach(), fakes.fake_B.detach()
-        return total, {**terms, "G": total.detach()}
+        return total, {**terms, **{k: v.detach() for k, v in masks.items()}, "G": total.detach()}
 
     def _discriminator_loss(self, batch: Batch, cache: dict) -> tuple[torch.Tensor, Terms]:
         """Both discriminators on real images versus fakes drawn from the history buffers."""

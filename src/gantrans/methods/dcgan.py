@@ -55,6 +55,7 @@ class DCGAN(Method):
     discriminator_terms = ("D",)
     adversarial_terms = ("G_GAN",)
     progress_terms = ("G_GAN", "D", "D_acc")
+    real_domains = {"D": "real"}
 
     def __init__(
         self,

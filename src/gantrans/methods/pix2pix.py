@@ -139,6 +139,7 @@ class Pix2Pix(Method):
         """D on (input, target) versus (input, G(input)); G's forward runs here, once."""
         source, target = batch[self.source], batch[self.target]
         if with_generator:
+            self.clear_masks()
             cache["fake"] = self.runners["G"](source)  # (N, C, H, W) in [-1, 1], graph kept
             fake = cache["fake"].detach()
         else:  # critic-only step: a fresh output, no graph
@@ -158,7 +159,8 @@ class Pix2Pix(Method):
         finally:
             set_requires_grad([self.D], True)
         terms["G_L1"] = F.l1_loss(fake.float(), target.float()) * self.lambda_L1
-        total = terms["G_GAN"] + terms["G_L1"]
+        terms.update(self.mask_terms())
+        total = sum(terms.values())
         terms["G"] = total
         return total, {k: v.detach() for k, v in terms.items()}
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from torch import nn
 
+from gantrans.models import augment
 from gantrans.models.discriminators import NLayerDiscriminator, PixelDiscriminator
 from gantrans.models.generators import (
     NORM_TYPES,
@@ -34,6 +35,7 @@ __all__ = [
     "UnetSkipConnectionBlock",
     "build_discriminator",
     "build_generator",
+    "discriminator_options",
     "get_norm_layer",
     "init_weights",
     "size_multiple",
@@ -102,7 +104,8 @@ def build_generator(arch: Mapping[str, Any]) -> nn.Module:
             ``norm`` (``"instance"`` | ``"batch"`` | ``"none"``), ``dropout`` (bool);
             for ``resnet`` also ``n_blocks`` and optionally ``padding_type``
             (``"reflect"`` (default) | ``"replicate"`` | ``"zero"``) and ``input_skip``
-            (bool, default false: see ResnetGenerator);
+            (bool, default false: see ResnetGenerator); optionally ``mask`` (bool, default
+            false: a change mask, see ChangeMask);
             for ``unet`` also ``num_downs`` (>= 5; 7 = unet128, 8 = unet256).
 
     Returns:
@@ -120,6 +123,9 @@ def build_generator(arch: Mapping[str, Any]) -> nn.Module:
     ngf = _get_int(arch, "ngf", what, 1)
     norm = _get_choice(arch, "norm", what, NORM_TYPES)
     dropout = _get_bool(arch, "dropout", what)
+    mask = _get_bool(arch, "mask", what) if arch.get("mask") is not None else False
+    if mask and in_channels != out_channels:
+        raise ValueError("generator config key 'mask' needs in_channels == out_channels")
     if name == "resnet":
         return ResnetGenerator(
             in_channels,
@@ -130,6 +136,7 @@ def build_generator(arch: Mapping[str, Any]) -> nn.Module:
             n_blocks=_get_int(arch, "n_blocks", what, 0),
             padding_type=_get_choice(arch, "padding_type", what, PADDING_TYPES, "reflect"),
             input_skip=bool(arch.get("input_skip", False)),
+            mask=mask,
         )
     return UnetGenerator(
         in_channels,
@@ -138,6 +145,7 @@ def build_generator(arch: Mapping[str, Any]) -> nn.Module:
         ngf=ngf,
         norm=norm,
         use_dropout=dropout,
+        mask=mask,
     )
 
 
@@ -149,8 +157,9 @@ def build_discriminator(arch: Mapping[str, Any]) -> nn.Module:
 
     Args:
         arch: Mapping with keys ``name`` (``"patchgan"`` | ``"pixel"``), ``in_channels``,
-            ``ndf``, ``norm`` (``"instance"`` | ``"batch"`` | ``"none"``) and, for
-            ``patchgan``, ``n_layers`` (3 = 70x70 PatchGAN).
+            ``ndf``, ``norm`` (``"instance"`` | ``"batch"`` | ``"none"``), for
+            ``patchgan`` ``n_layers`` (3 = 70x70 PatchGAN), and optionally
+            ``spectral_norm`` and ``augment`` (see :func:`discriminator_options`).
 
     Returns:
         A module mapping (N, in_channels, H, W) images to unbounded real/fake scores of shape
@@ -166,10 +175,32 @@ def build_discriminator(arch: Mapping[str, Any]) -> nn.Module:
     ndf = _get_int(arch, "ndf", what, 1)
     norm = _get_choice(arch, "norm", what, NORM_TYPES)
     if name == "patchgan":
-        return NLayerDiscriminator(
+        net: nn.Module = NLayerDiscriminator(
             in_channels, ndf=ndf, n_layers=_get_int(arch, "n_layers", what, 0), norm=norm
         )
-    return PixelDiscriminator(in_channels, ndf=ndf, norm=norm)
+    else:
+        net = PixelDiscriminator(in_channels, ndf=ndf, norm=norm)
+    return discriminator_options(net, arch)
+
+
+def discriminator_options(net: nn.Module, arch: Mapping[str, Any]) -> nn.Module:
+    """Apply a discriminator section's optional keys to a built discriminator.
+
+    ``spectral_norm`` (bool, default false): every convolution and linear layer's weight is
+    divided by its largest singular value (Miyato et al. 2018), which bounds how fast the
+    discriminator's output can change with its input. ``augment`` (a DiffAugment policy such as
+    "color,translation,cutout", default none: gantrans.models.augment): the discriminator
+    augments what it scores in training mode.
+
+    Raises:
+        ValueError: An invalid value.
+    """
+    what = "discriminator"
+    if arch.get("spectral_norm") is not None and _get_bool(arch, "spectral_norm", what):
+        for module in list(net.modules()):
+            if isinstance(module, (nn.Conv2d, nn.Linear)):
+                nn.utils.parametrizations.spectral_norm(module)
+    return augment.attach(net, arch.get("augment"))
 
 
 def size_multiple(arch: Mapping[str, Any]) -> int:

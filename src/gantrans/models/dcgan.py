@@ -16,6 +16,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from gantrans.models import discriminator_options
+
 DCGAN_SIZES = (16, 32, 64, 128, 256)
 """Image sides the networks build for (powers of two from 16)."""
 DCGAN_NORMS = ("batch", "none")
@@ -135,8 +137,10 @@ def build_dcgan_generator(arch: Mapping[str, Any]) -> DCGANGenerator:
 
 def build_dcgan_discriminator(arch: Mapping[str, Any]) -> DCGANDiscriminator:
     """The discriminator of an architecture dict: ``in_channels``, ``image_size``, ``ndf``,
-    ``norm``. Weights keep PyTorch's initialisation."""
-    return DCGANDiscriminator(
+    ``norm`` and the optional ``spectral_norm`` and ``augment`` (see
+    `gantrans.models.discriminator_options`). Weights keep PyTorch's initialisation."""
+    net = DCGANDiscriminator(
         _int(arch, "in_channels", 1), _int(arch, "image_size", 16), _int(arch, "ndf", 1),
         _norm_key(arch),
     )  # fmt: skip
+    return discriminator_options(net, arch)

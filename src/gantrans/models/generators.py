@@ -65,6 +65,37 @@ def norm_uses_bias(norm_type: str) -> bool:
     return norm_type != "batch"
 
 
+class ChangeMask(nn.Module):
+    """The change-mask output of a generator (AttentionGAN, GANimation): image = m x content +
+    (1 - m) x input.
+
+    A masked generator draws one channel more than its output: the content channels and,
+    last, the mask logit, both through the final Tanh. The mask m = (t + 1) / 2 in [0, 1]
+    says where the output is the network's content and where the input shows through, so
+    what should stay (the face around a mouth) is copied exactly and the network's capacity
+    goes to what changes. In training mode each forward pass records its masks, which the
+    methods turn into a mask-size penalty (`take_masks`).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.masks: list[torch.Tensor] = []
+        self.record_masks = False  # also record in eval mode (the image grids)
+
+    def composite(self, drawn: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """(N, C + 1, H, W) content and mask logit in [-1, 1], input (N, C, H, W) -> output."""
+        content, mask = drawn[:, :-1], (drawn[:, -1:] + 1) * 0.5  # mask (N, 1, H, W) in [0, 1]
+        if not torch.jit.is_scripting() and (self.training or self.record_masks):
+            self.masks.append(mask)
+        return mask * content + (1 - mask) * x
+
+    def take_masks(self) -> list[torch.Tensor]:
+        """The masks of the forward passes since the last call (in training mode, or with
+        `record_masks`), oldest first."""
+        masks, self.masks = self.masks, []
+        return masks
+
+
 class ResnetBlock(nn.Module):
     """Residual block ``y = x + F(x)`` with two 3x3 convolutions (He et al. 2016)."""
 
@@ -143,7 +174,7 @@ class ResnetBlock(nn.Module):
         return x + self.conv_block(x)
 
 
-class ResnetGenerator(nn.Module):
+class ResnetGenerator(ChangeMask):
     """ResNet-based generator (Johnson et al. 2016) as used by CycleGAN (Zhu et al. 2017).
 
     c7s1-ngf, d(2ngf), d(4ngf), n_blocks x R(4ngf), u(2ngf), u(ngf), c7s1-out, Tanh.
@@ -159,6 +190,7 @@ class ResnetGenerator(nn.Module):
         n_blocks: int = 9,
         padding_type: str = "reflect",
         input_skip: bool = False,
+        mask: bool = False,
     ) -> None:
         """Build the generator.
 
@@ -176,10 +208,14 @@ class ResnetGenerator(nn.Module):
                 colour and brightness; the skip hands them back where the output is made,
                 so what should not change (a background, a colour) can be copied. Off in
                 the reference layout (its published weights have no such input).
+            mask: Draw a change mask too (see ChangeMask): the last convolution gives
+                ``output_nc + 1`` channels; needs ``output_nc == input_nc``.
         """
         if n_blocks < 0:
             raise ValueError(f"n_blocks must be >= 0, got {n_blocks}")
+        _check_mask(mask, input_nc, output_nc)
         super().__init__()
+        self.mask = mask
         norm_layer = get_norm_layer(norm)
         use_bias = norm_uses_bias(norm)
 
@@ -244,7 +280,12 @@ class ResnetGenerator(nn.Module):
         self.input_skip = input_skip
         layers += [
             nn.ReflectionPad2d(3),
-            nn.Conv2d(ngf + (input_nc if input_skip else 0), output_nc, kernel_size=7, padding=0),
+            nn.Conv2d(
+                ngf + (input_nc if input_skip else 0),
+                output_nc + int(mask),
+                kernel_size=7,
+                padding=0,
+            ),
             nn.Tanh(),
         ]
         self.model = nn.Sequential(*layers)
@@ -261,15 +302,16 @@ class ResnetGenerator(nn.Module):
             Images, shape (N, output_nc, H, W) in [-1, 1].
         """
         if not self.input_skip:
-            return self.model(x)
-        # a loop rather than slices of the Sequential, so that the module still scripts
-        head = len(self.model) - 3  # the last pad, conv and tanh
-        h = x
-        for i, layer in enumerate(self.model):
-            if i == head:
-                h = torch.cat([h, x], 1)  # (N, ngf + input_nc, H, W)
-            h = layer(h)
-        return h
+            h = self.model(x)
+        else:
+            # a loop rather than slices of the Sequential, so that the module still scripts
+            head = len(self.model) - 3  # the last pad, conv and tanh
+            h = x
+            for i, layer in enumerate(self.model):
+                if i == head:
+                    h = torch.cat([h, x], 1)  # (N, ngf + input_nc, H, W)
+                h = layer(h)
+        return self.composite(h, x) if self.mask else h
 
     def encode(self, x: torch.Tensor, layers: Sequence[int]) -> list[torch.Tensor]:
         """The outputs of the given layers of ``model`` (encoder only), stopping after the last.
@@ -293,14 +335,18 @@ class ResnetGenerator(nn.Module):
         self, x: torch.Tensor, layers: Sequence[int], translate: bool
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         _check_layers(layers, self.encoder_layers, "ResNet layer")
-        wanted, feats = set(layers), {}
+        if translate and self.input_skip:
+            raise ValueError("translate_and_encode: encode apart with input_skip")
+        wanted, feats, h = set(layers), {}, x
         for i, layer in enumerate(self.model if translate else self.model[: max(layers) + 1]):
             if i - 1 in wanted and getattr(layer, "inplace", False):
-                x = x.clone()  # an in-place ReLU must not change a stored feature map
-            x = layer(x)
+                h = h.clone()  # an in-place ReLU must not change a stored feature map
+            h = layer(h)
             if i in wanted:
-                feats[i] = x
-        return x, [feats[i] for i in layers]
+                feats[i] = h
+        if translate and self.mask:
+            h = self.composite(h, x)
+        return h, [feats[i] for i in layers]
 
     def encoder_channels(self, layers: Sequence[int]) -> list[int]:
         """The channels of `encode`'s feature maps, read from the layers (no forward pass)."""
@@ -313,6 +359,11 @@ class ResnetGenerator(nn.Module):
                     channels = layer.out_channels
             out.append(channels)
         return out
+
+
+def _check_mask(mask: bool, input_nc: int, output_nc: int) -> None:
+    if mask and input_nc != output_nc:
+        raise ValueError(f"a change mask needs as many output channels as input ({input_nc})")
 
 
 def _check_layers(layers: Sequence[int], limit: int, what: str) -> None:
@@ -404,7 +455,7 @@ class UnetSkipConnectionBlock(nn.Module):
         return torch.cat([x, self.model(x)], 1)
 
 
-class UnetGenerator(nn.Module):
+class UnetGenerator(ChangeMask):
     """U-Net generator (pix2pix, Isola et al. 2017) built recursively from the inside out."""
 
     def __init__(
@@ -415,12 +466,14 @@ class UnetGenerator(nn.Module):
         ngf: int = 64,
         norm: str = "batch",
         use_dropout: bool = False,
+        mask: bool = False,
     ) -> None:
         """Build the generator.
 
         Args:
             input_nc: Input channels (1 for grayscale, 3 for RGB).
             output_nc: Output channels.
+            mask: Draw a change mask too (see ChangeMask); needs ``output_nc == input_nc``.
             num_downs: Number of stride-2 downsamplings (>= 5); a 2**num_downs image becomes
                 1x1 at the bottleneck (7 for unet128, 8 for unet256).
             ngf: Filters in the outermost conv layer.
@@ -429,7 +482,9 @@ class UnetGenerator(nn.Module):
         """
         if num_downs < 5:
             raise ValueError(f"num_downs must be >= 5, got {num_downs}")
+        _check_mask(mask, input_nc, output_nc)
         super().__init__()
+        self.mask = mask
         # Innermost (bottleneck) level: 8 ngf -> 8 ngf.
         block = UnetSkipConnectionBlock(ngf * 8, ngf * 8, norm=norm, innermost=True)
         # num_downs - 5 intermediate 8 ngf levels, optionally with dropout.
@@ -443,7 +498,12 @@ class UnetGenerator(nn.Module):
         block = UnetSkipConnectionBlock(ngf, ngf * 2, submodule=block, norm=norm)
         # Outermost level: input_nc -> ngf -> ... -> output_nc.
         self.model = UnetSkipConnectionBlock(
-            output_nc, ngf, input_nc=input_nc, submodule=block, outermost=True, norm=norm
+            output_nc + int(mask),
+            ngf,
+            input_nc=input_nc,
+            submodule=block,
+            outermost=True,
+            norm=norm,
         )
         self.encoder_layers = num_downs + 1  # the input, then each downsampling's output
 
@@ -456,7 +516,8 @@ class UnetGenerator(nn.Module):
         Returns:
             Images, shape (N, output_nc, H, W) in [-1, 1].
         """
-        return self.model(x)
+        h = self.model(x)
+        return self.composite(h, x) if self.mask else h
 
     def _levels(self) -> list[UnetSkipConnectionBlock]:
         """The levels from the outermost in."""

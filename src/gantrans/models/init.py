@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 from torch.nn import init
+from torch.nn.utils import parametrize
 
 INIT_TYPES = ("normal", "xavier", "kaiming", "orthogonal")
 
@@ -45,14 +46,20 @@ def init_weights(net: nn.Module, init_type: str = "normal", gain: float = 0.02) 
 
     def init_module(m: nn.Module) -> None:
         if isinstance(m, _WEIGHTED):
+            # a parametrised weight (spectral norm) is computed: initialise what it is made from
+            weight = (
+                m.parametrizations.weight.original
+                if parametrize.is_parametrized(m, "weight")
+                else m.weight
+            )
             if init_type == "normal":
-                init.normal_(m.weight, 0.0, gain)
+                init.normal_(weight, 0.0, gain)
             elif init_type == "xavier":
-                init.xavier_normal_(m.weight, gain=gain)
+                init.xavier_normal_(weight, gain=gain)
             elif init_type == "kaiming":
-                init.kaiming_normal_(m.weight, a=0, mode="fan_in")
+                init.kaiming_normal_(weight, a=0, mode="fan_in")
             else:  # "orthogonal"
-                init.orthogonal_(m.weight, gain=gain)
+                init.orthogonal_(weight, gain=gain)
             if m.bias is not None:
                 init.constant_(m.bias, 0.0)
         elif isinstance(m, nn.modules.batchnorm._BatchNorm) and m.affine:
