@@ -272,8 +272,12 @@ class LossConfig:
     lambda_gp: float = 10.0  # gradient-penalty weight, wgangp only
     # discriminator steps per generator step (the generator steps every N batches)
     critic_steps: int = 1
-    # model.mask only: weight of the mean change mask (how much of the image a generator redraws)
-    lambda_mask: float = 0.1
+    # model.mask only: the masks' size penalty, lambda_mask x |area - mask_area| per image, where
+    # area is the share of the image a generator redraws. Without a target (mask_area null) it
+    # is lambda_mask x area; with the cycle terms that shuts the mask within a hundred steps
+    # (the generator becomes the identity), so a target both ways is the default
+    lambda_mask: float = 1.0
+    mask_area: float | None = 0.25
     # R1 penalty (Mescheder et al. 2018): gamma / 2 * E||grad D(real)||^2, applied every
     # r1_every steps with its weight multiplied by r1_every (lazy, as in StyleGAN2); 0 = off
     r1_gamma: float = 0.0
@@ -409,7 +413,9 @@ class TrainLoopConfig:
     channels_last: bool = False  # NHWC memory layout (often faster with bf16/fp16 on GPUs)
     compile: bool = False  # torch.compile both loss phases (slow first steps, faster after)
     eval_every: int = 0  # epochs between evaluations on the test split (and at the end); 0 = off
-    eval_metric: str = "fid_AtoB"  # keeps checkpoints/best.pt by this metric (gantrans evaluate)
+    # keeps checkpoints/best.pt by this metric (a name of gantrans evaluate's metrics); the
+    # default: the share of A->B translations the panel of judges classifies as B (its mean)
+    eval_metric: str = "panel_domain_acc_AtoB"
     eval_features: str = "classifier"  # classifier (offline) | inception (standard FID/KID)
     eval_max_images: int | None = 200  # test images per domain for each evaluation
     eval_c2st: bool = False  # also train the two-sample-test classifiers (slower)
@@ -796,6 +802,8 @@ def _check_quality_options(cfg: DictConfig) -> None:
         )
     if loss.r1_every < 1:
         raise ConfigError(f"loss.r1_every must be >= 1, got {loss.r1_every}")
+    if loss.mask_area is not None and not 0 <= loss.mask_area <= 1:
+        raise ConfigError(f"loss.mask_area must be in [0, 1] or null, got {loss.mask_area}")
     if not 0 <= t.ema < 1:
         raise ConfigError(f"train.ema must be in [0, 1) (0 = off, e.g. 0.999), got {t.ema}")
     policy = cfg.discriminator.get("augment")
@@ -828,11 +836,15 @@ def prepare_train_config(cfg: DictConfig) -> TrainConfig:
     return OmegaConf.to_object(cfg)
 
 
-def compose_train_config(overrides: Sequence[str] = ()) -> TrainConfig:
-    """The typed config `gantrans train OVERRIDES` would run with (for scripts and tests)."""
+def compose_config(command: str, overrides: Sequence[str] = ()) -> DictConfig:
+    """The config `gantrans COMMAND OVERRIDES` composes (for scripts and tests), unchecked."""
     from hydra import compose, initialize_config_module
 
     register_configs()
     with initialize_config_module("gantrans.configs", version_base="1.3"):
-        cfg = compose("train", overrides=list(overrides))
-    return prepare_train_config(cfg)
+        return compose(command, overrides=list(overrides))
+
+
+def compose_train_config(overrides: Sequence[str] = ()) -> TrainConfig:
+    """The typed config `gantrans train OVERRIDES` would run with (for scripts and tests)."""
+    return prepare_train_config(compose_config("train", overrides))

@@ -31,6 +31,7 @@ CONTROL_LABELS = {
 LIFT_FLOOR = 0.10  # a control is flagged when it gains this much target rate over the inputs ...
 LIFT_SHARE = 0.5  # ... and at least this share of the translations' gain
 DISAGREEMENT = 0.15  # the two judges' target rates on the translations differ by this much
+PANEL_SPREAD = DISAGREEMENT  # the panel's lowest and highest judge differ by this much
 
 
 def blur_sigma(side: int) -> float:
@@ -112,7 +113,8 @@ def judge_checks(metrics: dict[str, float], direction: str, target: str, n: int)
             )
     second = metrics.get(f"judge2_domain_acc_{direction}")
     if (
-        second is not None
+        f"panel_spread_domain_acc_{direction}" not in metrics  # the panel check covers it
+        and second is not None
         and abs(second - translated) >= DISAGREEMENT
         and significant(second, translated, n)
     ):
@@ -131,3 +133,36 @@ def name_of(control: str) -> str:
         "noise": "noise",
         "jpeg": "compression artefacts",
     }[control]
+
+
+def panel_checks(
+    metrics: dict[str, float], direction: str, target: str, judges: list[dict]
+) -> list[str]:
+    """Reasons to distrust the panel's `panel_domain_acc_<direction>` (empty: none): its judges'
+    figures spread by PANEL_SPREAD or more, or a judge is below the reliability threshold.
+
+    Args:
+        metrics: Flat metrics holding the panel's keys for `direction` (none: no reasons).
+        judges: The judges' reports (``arch``, ``test_balanced_acc``, ``reliable``), in order.
+    """
+    spread = metrics.get(f"panel_spread_domain_acc_{direction}")
+    if spread is None:
+        return []
+    reasons = []
+    if spread >= PANEL_SPREAD - 1e-9:
+        low, high = (
+            metrics[f"panel_min_domain_acc_{direction}"],
+            metrics[f"panel_max_domain_acc_{direction}"],
+        )
+        reasons.append(
+            f"the judges disagree: {_pct(low)} to {_pct(high)} of the translations classified "
+            f"{target} (a spread of {100 * spread:.1f} points, {100 * PANEL_SPREAD:.0f} or more "
+            "is suspect)"
+        )
+    weak = [j for j in judges[1:] if not j.get("reliable", True)]
+    for judge in weak:
+        reasons.append(
+            f"the {judge.get('arch', {}).get('arch')} judge's balanced accuracy on real test "
+            f"images is {_pct(judge['test_balanced_acc'])}: the panel's figure leans on it"
+        )
+    return reasons

@@ -118,29 +118,42 @@ def markdown(report: dict[str, Any]) -> str:
         f"- FID/KID features: **{s['features']}**: {FEATURE_NOTES[s['features']]}"
         + (f"; resize to 299 px: {s['fid_resize']}" if s.get("fid_resize") else ""),
     ]
-    for judge, label in zip(s["judges"], ("judge", "second judge"), strict=False):
-        lines.append(f"- {judge_line(judge, label)}")
+    for k, judge in enumerate(s["judges"], start=1):
+        lines.append(f"- {judge_line(judge, f'judge {k}')}")
     lines += [
         f"- seed {s['seed']}, KID subsets {s['kid_subsets']} of {s['kid_subset_size']}, "
         f"gantrans {report['gantrans_version']}, {report.get('created', '')}",
         "",
         "## Does the translation reach the target domain?",
         "",
-        f"Classified as the target by the judge ({_pct(s['judges'][0]['test_balanced_acc'])} "
-        "balanced accuracy on real test images), next to the controls: images that belong to "
-        "the source domain, which a judge that is not fooled keeps near the untranslated inputs.",
+        f"Classified as the target by the panel of {len(s['judges'])} judges (balanced accuracy "
+        f"on real test images: {judge_accuracies(s['judges'])}): their mean, the lowest and the "
+        "highest judge, and each judge's own figure. Next to them the controls, images that "
+        "belong to the source domain, which a judge that is not fooled keeps near the "
+        "untranslated inputs (the controls by judge 1).",
         "",
-        "| direction | translations ↑ | second judge | judges agree | untranslated inputs "
-        "| reconstructions | blurred inputs | noisy inputs | JPEG inputs | verdict |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        "| direction | panel mean ↑ | lowest – highest | "
+        + " | ".join(f"judge {k}" for k in range(1, len(s["judges"]) + 1))
+        + " | all agree | untranslated inputs (panel) | reconstructions | blurred inputs "
+        "| noisy inputs | JPEG inputs | verdict |",
+        "| --- | ---: | ---: | "
+        + "---: | " * len(s["judges"])
+        + "---: | ---: | ---: | ---: | ---: "
+        "| ---: | --- |",
     ]
     checks = report.get("checks", {})
     for d, _, tgt in present:
         ok = checks.get(d, {}).get("trustworthy", True)
+        judges_row = " | ".join(
+            _pct(m.get(f"domain_acc_{d}" if k == 1 else f"judge{k}_domain_acc_{d}"))
+            for k in range(1, len(s["judges"]) + 1)
+        )
         lines.append(
-            f"| {d} (as {tgt}) | {_pct(m[f'domain_acc_{d}'])} "
-            f"| {_pct(m.get(f'judge2_domain_acc_{d}'))} | {_pct(m.get(f'judge_agreement_{d}'))} "
-            f"| {_pct(m.get(f'input_domain_acc_{d}'))} | {_pct(m.get(f'rec_domain_acc_{d}'))} "
+            f"| {d} (as {tgt}) | **{_pct(m.get(f'panel_domain_acc_{d}'))}** "
+            f"| {_pct(m.get(f'panel_min_domain_acc_{d}'))} – "
+            f"{_pct(m.get(f'panel_max_domain_acc_{d}'))} | {judges_row} "
+            f"| {_pct(m.get(f'panel_agreement_{d}'))} "
+            f"| {_pct(m.get(f'panel_input_domain_acc_{d}'))} | {_pct(m.get(f'rec_domain_acc_{d}'))} "
             f"| {_pct(m.get(f'blur_domain_acc_{d}'))} | {_pct(m.get(f'noise_domain_acc_{d}'))} "
             f"| {_pct(m.get(f'jpeg_domain_acc_{d}'))} | {'ok' if ok else '**suspect**'} |"
         )
@@ -232,9 +245,13 @@ def markdown(report: dict[str, Any]) -> str:
     lines += [
         "## How to read this",
         "",
-        "- **classified as the target**: share of translations that the judge, a CNN trained on "
+        "- **classified as the target**: share of translations that a judge, a CNN trained on "
         "real training images only, puts in the target domain; read it next to the judge's "
-        "balanced accuracy (the mean of its accuracies on real test images of each domain).",
+        "balanced accuracy (the mean of its accuracies on real test images of each domain). "
+        "The panel's judges differ in architecture and seed; they agree on real images, but on "
+        "generated ones one judge's figure is soft, so the panel's mean leads and its spread "
+        "(lowest to highest judge) says how far to trust it: a spread of 15 points or more is "
+        "marked suspect.",
         "- **controls**: the cycle reconstructions and real source images that were only "
         "blurred, made noisy or JPEG-compressed stay in the source domain. If the judge moves "
         "them towards the target like a translation, it responds to artefacts, and the verdict "
@@ -256,17 +273,22 @@ def markdown(report: dict[str, Any]) -> str:
 def summary(report: dict[str, Any]) -> list[str]:
     """A few console lines: the main numbers per direction, the judges and the checks."""
     m, s = report["metrics"], report["settings"]
-    judge = s["judges"][0]
     lines = []
     for d, src, tgt in DIRECTIONS:
         if f"domain_acc_{d}" not in m:
             continue
-        parts = [f"{_pct(m[f'domain_acc_{d}'])} classified {tgt}"]
-        if f"judge2_domain_acc_{d}" in m:
-            parts.append(f"second judge {_pct(m[f'judge2_domain_acc_{d}'])}")
+        if f"panel_domain_acc_{d}" in m:
+            parts = [
+                f"{_pct(m[f'panel_domain_acc_{d}'])} classified {tgt} by the panel's mean "
+                f"(judges {_pct(m[f'panel_min_domain_acc_{d}'])} to "
+                f"{_pct(m[f'panel_max_domain_acc_{d}'])})"
+            ]
+        else:
+            parts = [f"{_pct(m[f'domain_acc_{d}'])} classified {tgt}"]
         controls = [
             f"{label} {_pct(m[f'{key}_domain_acc_{d}'])}"
             for key, label in (
+                ("panel_input", "inputs by the panel"),
                 ("input", "inputs"),
                 ("rec", "reconstructions"),
                 ("blur", "blur"),
@@ -302,14 +324,19 @@ def summary(report: dict[str, Any]) -> list[str]:
         lines.append(f"{d}: " + "; ".join(parts))
         for reason in report.get("checks", {}).get(d, {}).get("reasons", []):
             lines.append(f"warning: {d}: {reason}")
-    second = s["judges"][1] if len(s["judges"]) > 1 else None
     lines.append(
-        f"judge: {_pct(judge['test_balanced_acc'])} balanced accuracy on real test images"
-        + (f" (second judge {_pct(second['test_balanced_acc'])})" if second else "")
-        + f"; features: {s['features']}; {s['test_images']['A']} + {s['test_images']['B']} "
+        f"judges' balanced accuracy on real test images: {judge_accuracies(s['judges'])}; "
+        f"features: {s['features']}; {s['test_images']['A']} + {s['test_images']['B']} "
         "test images"
     )
     return lines
+
+
+def judge_accuracies(judges: list[dict[str, Any]]) -> str:
+    """ "strided 93.9%, pooled 94.3%, ...": each judge's balanced accuracy on real test images."""
+    return ", ".join(
+        f"{j.get('arch', {}).get('arch', '?')} {_pct(j.get('test_balanced_acc'))}" for j in judges
+    )
 
 
 def write(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,9 +35,9 @@ log = logging.getLogger("gantrans")
 FEATURES = ("inception", "classifier")
 LABEL = {"A": 0, "B": 1}
 MIN_TEST_IMAGES = 4  # the two-sample test needs two images per class and half
-JUDGE_SEEDS = (0, 1)
-"""The two judges' seeds: fixed, not the evaluation's or the run's, so that runs of any seed
-are scored by the same judges (the judges differ in seed as well as in architecture)."""
+JUDGE_SEEDS = (0, 1, 2)
+"""The panel's seeds, one per judge: fixed, not the evaluation's or the run's, so that runs of
+any seed are scored by the same judges (the judges differ in seed as well as in architecture)."""
 
 
 def _spaced(n_total: int, limit: int | None) -> list[int]:
@@ -256,7 +256,7 @@ class Evaluator:
                 seeds=list(JUDGE_SEEDS), device=self.device, cache_dir=cache_dir,
                 max_epochs=judge_epochs, patience=judge_patience, progress=progress,
             )  # fmt: skip
-        self.judges = judge_set[:2] if controls else judge_set[:1]
+        self.judges = list(judge_set)  # the panel: every figure of a direction comes from all
         x = torch.cat([self.real["A"], self.real["B"]])
         y = torch.tensor([0] * len(self.real["A"]) + [1] * len(self.real["B"]))
         self.judge_info = []
@@ -322,7 +322,8 @@ class Evaluator:
     def _control_rates(self, src: str, tgt: str) -> dict[str, float]:
         """Target rates of real source images: untranslated, and (with controls) degraded."""
         judge, real, target = self.judges[0], self.real[src], LABEL[tgt]
-        rates = {"input_domain_acc": judge.target_rate(real, target)}
+        inputs = [j.target_rate(real, target) for j in self.judges]
+        rates = {"input_domain_acc": inputs[0], "panel_input_domain_acc": sum(inputs) / len(inputs)}
         if self.with_controls:
             for kind in controls.DEGRADATIONS:
                 degraded = controls.degrade(real, kind, seed=self.seed + LABEL[src])
@@ -360,14 +361,9 @@ class Evaluator:
         out[f"fid_{direction}"] = metrics.fid(self.real_features[tgt], feats)
         kid, kid_std = metrics.kid(self.real_features[tgt], feats, seed=self.seed)
         out[f"kid_{direction}"], out[f"kid_std_{direction}"] = kid, kid_std
-        pred = judge.predict(fake)
-        out[f"domain_acc_{direction}"] = (pred == LABEL[tgt]).float().mean().item()
+        out.update(panel_scores([j.predict(fake) for j in self.judges], LABEL[tgt], direction))
         for name, value in self.control_rates[direction].items():
             out[f"{name}_{direction}"] = value
-        if self.with_controls:
-            pred2 = self.judges[1].predict(fake)
-            out[f"judge2_domain_acc_{direction}"] = (pred2 == LABEL[tgt]).float().mean().item()
-            out[f"judge_agreement_{direction}"] = (pred2 == pred).float().mean().item()
         if self.c2st:
             test = classifiers.two_sample_test(
                 self.real[tgt], fake, seed=self.seed + LABEL[src], epochs=self.c2st_epochs,
@@ -442,6 +438,40 @@ class Evaluator:
         return self.run(nets)[0]
 
 
+def panel_scores(preds: Sequence[torch.Tensor], target: int, direction: str) -> dict[str, float]:
+    """The domain figures of a panel of judges on one direction's translations.
+
+    Args:
+        preds: Each judge's predicted domains (N,) of the same translations, the first judge's
+            first.
+        target: The target domain's label (0 = A, 1 = B).
+
+    Returns:
+        ``panel_domain_acc`` (the mean of the judges' shares classified as the target: the
+        figure that stands for a run), ``panel_min_`` / ``panel_max_`` / ``panel_spread_
+        domain_acc`` (the lowest, the highest and their gap), ``panel_agreement`` (the share
+        of translations every judge puts in the same domain), and the judges' own figures under
+        the older keys: ``domain_acc`` (the first judge), ``judge2_domain_acc``,
+        ``judge_agreement`` (the first two judges), ``judge3_domain_acc``, ...; each with the
+        direction's suffix.
+    """
+    rates = [(p == target).float().mean().item() for p in preds]
+    stacked = torch.stack(list(preds))  # (judges, N)
+    out = {
+        f"panel_domain_acc_{direction}": sum(rates) / len(rates),
+        f"panel_min_domain_acc_{direction}": min(rates),
+        f"panel_max_domain_acc_{direction}": max(rates),
+        f"panel_spread_domain_acc_{direction}": max(rates) - min(rates),
+        f"panel_agreement_{direction}": (stacked == stacked[0]).all(0).float().mean().item(),
+        f"domain_acc_{direction}": rates[0],
+    }
+    for k, rate in enumerate(rates[1:], start=2):
+        out[f"judge{k}_domain_acc_{direction}"] = rate
+    if len(preds) > 1:
+        out[f"judge_agreement_{direction}"] = (preds[1] == preds[0]).float().mean().item()
+    return out
+
+
 def _domains(direction: str) -> tuple[str, str]:
     for d, src, tgt in DIRECTIONS:
         if d == direction:
@@ -483,6 +513,7 @@ def checks(scores: Mapping[str, float], info: Mapping[str, Any]) -> dict[str, di
         if f"input_domain_acc_{direction}" in scores:
             n = info["test_images"][src]
             reasons += controls.judge_checks(dict(scores), direction, tgt, n)
+        reasons += controls.panel_checks(dict(scores), direction, tgt, info["judges"])
         out[direction] = {"trustworthy": not reasons, "reasons": reasons}
     return out
 
@@ -595,7 +626,7 @@ def _suffixes(direction: str) -> tuple[str, str]:
     return (direction, src)  # fid_AtoB ..., and cycle_*_A
 
 
-def _read_translations(
+def read_translations(
     folder: Path, evaluator: Evaluator, direction: str, limit: int | None, progress: bool
 ) -> tuple[torch.Tensor, list[str], int]:
     """The images of a folder at the evaluator's size: (N, C, H, W), their names, and how many
@@ -654,7 +685,7 @@ def evaluate_folder(cfg: DictConfig) -> dict[str, Any]:
     evaluator = _evaluator(cfg, dataset, channels, device)
     direction = cfg.direction
     src, _ = _domains(direction)
-    fake, names, resized = _read_translations(
+    fake, names, resized = read_translations(
         folder, evaluator, direction, cfg.max_images, cfg.progress
     )
     pairs = _pair_by_name(names, evaluator.names[src])

@@ -153,9 +153,14 @@ def evaluate_samples(cfg: DictConfig, ckpt_path: Path, dataset: dict[str, Any]) 
     if evaluator is not None:
         label = 0 if domain == "A" else 1
         for i, judge in enumerate(evaluator.judges):
-            prefix = "" if i == 0 else "judge2_"
+            prefix = "" if i == 0 else f"judge{i + 1}_"
             scores[f"{prefix}domain_acc_{SUFFIX}"] = judge.target_rate(fake, label)
             scores[f"{prefix}real_domain_acc_{SUFFIX}"] = judge.target_rate(real, label)
+        panel = [s for k, s in scores.items() if k.endswith(f"domain_acc_{SUFFIX}")
+                 and "real_" not in k]  # fmt: skip
+        scores[f"panel_domain_acc_{SUFFIX}"] = sum(panel) / len(panel)
+        scores[f"panel_min_domain_acc_{SUFFIX}"] = min(panel)
+        scores[f"panel_max_domain_acc_{SUFFIX}"] = max(panel)
     if cfg.c2st:
         test = classifiers.two_sample_test(
             real, fake, seed=cfg.seed, epochs=cfg.c2st_epochs, device=device,

@@ -11,9 +11,11 @@ figures worthless, so a judge here is:
   rotations, shifts and zooms, brightness and contrast);
 - scored by its **balanced accuracy** (the mean of the two per-domain accuracies) on the real
   test images, which every report prints next to the figures the judge produces;
-- one of two: the second judge has another architecture (max-pooling instead of strided
-  convolutions) and another seed, so a translation that fools one by accident is unlikely to
-  fool the other in the same way;
+- one of a panel of three, each of another architecture (strided convolutions, max-pooling,
+  residual blocks) and seed, so a translation that fools one by accident is unlikely to fool
+  the others in the same way. On real images such judges agree; on generated ones a single
+  judge's figure is soft (it moves with the images it was trained on), so a report leads with
+  the panel's mean and its spread (docs/results.md measures both);
 - cached under ``$GANTRANS_CACHE/judges`` by a key of the dataset, its split and the judge's
   settings, so scoring many checkpoints or folders trains it once.
 """
@@ -44,8 +46,9 @@ log = logging.getLogger("gantrans")
 
 JUDGE_FORMAT = "gantrans-judge"
 JUDGE_VERSION = 1  # bump when the architectures or the training change: old caches retrain
-ARCHS = ("strided", "pooled")
-"""The two judge architectures: all-convolutional with stride-2 downsampling, and VGG-style."""
+ARCHS = ("strided", "pooled", "residual")
+"""The panel's judge architectures: all-convolutional with stride-2 downsampling, VGG-style
+with max-pooling, and a small ResNet."""
 MAX_INPUT = 64  # larger images are scaled down to this side (antialiased): judging stays quick
 RELIABLE_BALANCED_ACC = 0.85
 """Below this balanced accuracy on the real test images, a judge's domain figures are flagged."""
@@ -66,12 +69,32 @@ def _block(c_in: int, c_out: int, stride: int) -> list[nn.Module]:
     ]
 
 
+class _Residual(nn.Module):
+    """relu(bn(conv(relu(bn(conv_s2(x))))) + shortcut(x)): (N, c_in, H, W) -> (N, c_out, H/2, W/2)."""
+
+    def __init__(self, c_in: int, c_out: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            *_block(c_in, c_out, 2),
+            nn.Conv2d(c_out, c_out, 3, padding=1, bias=False),
+            nn.BatchNorm2d(c_out),
+        )
+        self.shortcut = nn.Sequential(
+            nn.Conv2d(c_in, c_out, 1, stride=2, bias=False), nn.BatchNorm2d(c_out)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.body(x) + self.shortcut(x))
+
+
 class JudgeNet(nn.Module):
     """A seven-convolution CNN to two logits, for images of up to MAX_INPUT pixels.
 
     ``strided``: 3x3 convolutions at widths w, 2w, 2w, 4w, 4w, 8w, 8w, downsampling by stride 2
     three times. ``pooled``: pairs of 3x3 convolutions at w, 2w, 4w, each pair followed by 2x2
-    max-pooling, then one at 8w. Both end in global average pooling, dropout and a linear layer.
+    max-pooling, then one at 8w. ``residual``: a 3x3 stem at w, then residual blocks (two 3x3
+    convolutions and a shortcut) at 2w, 4w and 8w, each downsampling by 2. All end in global
+    average pooling, dropout and a linear layer.
 
     Args:
         channels: Input channels (1 or 3).
@@ -93,6 +116,9 @@ class JudgeNet(nn.Module):
             layers = _block(channels, w, 1) + _block(w, 2 * w, 2) + _block(2 * w, 2 * w, 1)
             layers += _block(2 * w, 4 * w, 2) + _block(4 * w, 4 * w, 1)
             layers += _block(4 * w, 8 * w, 2) + _block(8 * w, 8 * w, 1)
+        elif arch == "residual":
+            layers = _block(channels, w, 1)
+            layers += [_Residual(w, 2 * w), _Residual(2 * w, 4 * w), _Residual(4 * w, 8 * w)]
         else:
             layers = _block(channels, w, 1) + _block(w, w, 1) + [nn.MaxPool2d(2)]
             layers += _block(w, 2 * w, 1) + _block(2 * w, 2 * w, 1) + [nn.MaxPool2d(2)]
@@ -410,7 +436,7 @@ def judges_for(
     patience: int = 3,
     progress: bool = False,
 ) -> list[Judge]:
-    """The two judges (one per architecture in ARCHS) for a dataset, from the cache or trained.
+    """The panel (one judge per architecture in ARCHS) for a dataset, from the cache or trained.
 
     Args:
         key_payload: What identifies the dataset, its split and the judges' settings.

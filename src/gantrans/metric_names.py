@@ -10,9 +10,18 @@ _LOWER = {
     "fid": True,
     "kid": True,
     "kid_std": True,
-    "domain_acc": False,  # share of translations the judge puts in the target domain
+    # the panel of judges (gantrans.judges): the mean of their shares of translations put in
+    # the target domain leads; its lowest, highest and their gap say how far they agree
+    "panel_domain_acc": False,
+    "panel_min_domain_acc": False,
+    "panel_max_domain_acc": False,
+    "panel_spread_domain_acc": True,
+    "panel_agreement": False,  # share of translations every judge puts in the same domain
+    "panel_input_domain_acc": True,  # the panel's mean on the untranslated inputs (a control)
+    "domain_acc": False,  # share of translations the first judge puts in the target domain
     "judge2_domain_acc": False,  # the same by the second judge (another architecture and seed)
-    "judge_agreement": False,  # share of translations both judges put in the same domain
+    "judge3_domain_acc": False,  # and by the third
+    "judge_agreement": False,  # share of translations the first two judges put in one domain
     # controls: images that stay in the source domain; a judge that is not fooled keeps them low
     "input_domain_acc": True,  # the untranslated inputs
     "rec_domain_acc": True,  # the cycle reconstructions
@@ -64,10 +73,15 @@ _SAMPLES_LOWER = {
     "fid": True,
     "kid": True,
     "kid_std": True,
-    "domain_acc": False,  # share of samples the judge puts in the trained domain
+    "panel_domain_acc": False,  # the panel's mean share of samples put in the trained domain
+    "panel_min_domain_acc": False,
+    "panel_max_domain_acc": False,
+    "domain_acc": False,  # share of samples the first judge puts in the trained domain
     "judge2_domain_acc": False,
+    "judge3_domain_acc": False,
     "real_domain_acc": False,  # the same for real test images of that domain (the ceiling)
     "judge2_real_domain_acc": False,
+    "judge3_real_domain_acc": False,
     "c2st_acc": True,
     "c2st_stderr": True,
     "c2st_pvalue": False,

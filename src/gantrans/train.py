@@ -564,19 +564,22 @@ def evaluate_and_keep_best(run: Run) -> None:
         method = st.method
         with st.averaged():
             scores, _ = run.evaluator.run({d: method.translator(d) for d in method.directions})
-        judge_acc = run.evaluator.judge_info[0]["test_balanced_acc"]
-        run.reporter.scalars(st.step, {**scores, "judge_balanced_acc": judge_acc}, "eval")
+        accuracies = [j["test_balanced_acc"] for j in run.evaluator.judge_info]
+        run.reporter.scalars(st.step, {**scores, "judge_balanced_acc": accuracies[0]}, "eval")
         value, best = scores[metric], (st.best["value"] if st.best else None)
         lower = LOWER_IS_BETTER[metric]
         improved = best is None or (value < best if lower else value > best)
         targets = ", ".join(
-            f"{d[0]}->{d[-1]} {100 * scores[f'domain_acc_{d}']:.1f}%" for d in method.directions
+            f"{d[0]}->{d[-1]} {100 * scores[f'panel_domain_acc_{d}']:.1f}% (judges "
+            f"{100 * scores[f'panel_min_domain_acc_{d}']:.1f}-"
+            f"{100 * scores[f'panel_max_domain_acc_{d}']:.1f}%)"
+            for d in method.directions
         )
         log.info(
-            "evaluation at step %d: %s = %.4g%s; classified as the target: %s (judge: %.1f%% "
-            "balanced accuracy on real test images)",
+            "evaluation at step %d: %s = %.4g%s; classified as the target by the panel's mean: "
+            "%s; judges' balanced accuracy on real test images: %s",
             st.step, metric, value, " (best so far)" if improved else f" (best {best:.4g})",
-            targets, 100 * judge_acc,
+            targets, ", ".join(f"{100 * a:.1f}%" for a in accuracies),
         )  # fmt: skip
         if improved:
             st.best = {"metric": metric, "value": value, "step": st.step}

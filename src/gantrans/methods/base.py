@@ -79,7 +79,8 @@ class Method(nn.Module):
     adversarial_terms: ClassVar[tuple[str, ...]] = ()
     progress_terms: ClassVar[tuple[str, ...]] = ()
     real_domains: ClassVar[dict[str, str]] = {}
-    lambda_mask: float = 0.0  # the weight of the change masks' mean (model.mask), set by build
+    lambda_mask: float = 0.0  # the weight of the change masks' size penalty (model.mask)
+    mask_area: float | None = None  # the size it is drawn towards (None: as small as it can)
 
     def __init__(self, name: str, directions: Mapping[str, str], pools: Mapping[str, ImagePool]):
         super().__init__()
@@ -128,12 +129,24 @@ class Method(nn.Module):
         return [name for name in self.networks() if name.startswith("G")]
 
     def mask_terms(self) -> Terms:
-        """{"mask": lambda_mask x the mean change mask} of the generators' forward passes since
-        the last call ({} without change masks); call `clear_masks` before those passes."""
-        masks = [m.float().mean() for net in self._masked() for m in net.take_masks()]
-        if not masks or not self.lambda_mask:
+        """The change masks' size penalty over the generators' forward passes since the last call
+        ({} without change masks; call `clear_masks` before those passes).
+
+        Returns:
+            {"mask": lambda_mask x the mean over images of |area - mask_area| (of the area
+            itself without a mask_area), "mask_size": the mean area (detached, for the logs)},
+            where an image's area is the mean of its mask. Only "mask" belongs in the loss.
+        """
+        # each image's share of redrawn pixels, (N,) per recorded pass
+        areas = [m.float().mean((1, 2, 3)) for net in self._masked() for m in net.take_masks()]
+        if not areas:
             return {}
-        return {"mask": torch.stack(masks).mean() * self.lambda_mask}
+        area = torch.cat(areas)
+        if self.mask_area is None:
+            penalty = area.mean()
+        else:  # two-sided: a mask that shuts (the identity) costs as much as one that spreads
+            penalty = (area - self.mask_area).abs().mean()
+        return {"mask": penalty * self.lambda_mask, "mask_size": area.mean().detach()}
 
     def clear_masks(self) -> None:
         """Forget the masks recorded so far (by passes that no penalty is computed for)."""

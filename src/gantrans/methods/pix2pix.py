@@ -160,7 +160,7 @@ class Pix2Pix(Method):
             set_requires_grad([self.D], True)
         terms["G_L1"] = F.l1_loss(fake.float(), target.float()) * self.lambda_L1
         terms.update(self.mask_terms())
-        total = sum(terms.values())
+        total = sum(v for k, v in terms.items() if k != "mask_size")
         terms["G"] = total
         return total, {k: v.detach() for k, v in terms.items()}
 

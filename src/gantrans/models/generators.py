@@ -89,6 +89,21 @@ class ChangeMask(nn.Module):
             self.masks.append(mask)
         return mask * content + (1 - mask) * x
 
+    MASK_INIT = 2.0
+    """The mask logit's initial bias: tanh(2) gives m = 0.98, so a new generator starts as an
+    ordinary one. Started near m = 0.5, the cycle terms shut the mask within a hundred steps,
+    before the drawn content is of any use, and the saturated Tanh never opens it again."""
+
+    def init_mask(self) -> None:
+        """Set the mask logit's bias to MASK_INIT (after the weights' initialisation)."""
+        if self.mask:
+            with torch.no_grad():
+                self.mask_conv().bias[-1].fill_(self.MASK_INIT)
+
+    def mask_conv(self) -> nn.Module:
+        """The convolution that draws the mask logit (its last output channel)."""
+        raise NotImplementedError
+
     def take_masks(self) -> list[torch.Tensor]:
         """The masks of the forward passes since the last call (in training mode, or with
         `record_masks`), oldest first."""
@@ -313,6 +328,9 @@ class ResnetGenerator(ChangeMask):
                 h = layer(h)
         return self.composite(h, x) if self.mask else h
 
+    def mask_conv(self) -> nn.Module:
+        return self.model[-2]
+
     def encode(self, x: torch.Tensor, layers: Sequence[int]) -> list[torch.Tensor]:
         """The outputs of the given layers of ``model`` (encoder only), stopping after the last.
 
@@ -518,6 +536,9 @@ class UnetGenerator(ChangeMask):
         """
         h = self.model(x)
         return self.composite(h, x) if self.mask else h
+
+    def mask_conv(self) -> nn.Module:
+        return self.model.model[3]  # the outermost level's up-convolution
 
     def _levels(self) -> list[UnetSkipConnectionBlock]:
         """The levels from the outermost in."""

@@ -6,6 +6,8 @@ from torch import nn
 from torch.nn import init
 from torch.nn.utils import parametrize
 
+from gantrans.models.generators import ChangeMask
+
 INIT_TYPES = ("normal", "xavier", "kaiming", "orthogonal")
 
 _WEIGHTED = (
@@ -67,3 +69,5 @@ def init_weights(net: nn.Module, init_type: str = "normal", gain: float = 0.02) 
             init.constant_(m.bias, 0.0)
 
     net.apply(init_module)
+    if isinstance(net, ChangeMask):
+        net.init_mask()
