@@ -61,6 +61,52 @@ def test_benchmark_times_another_method(tmp_path):
     assert data["translate_images_per_sec"] > 0
 
 
+@pytest.mark.parametrize(("method", "model"), [("cyclegan", "resnet6"), ("cyclegan", "resnet9"),
+                                               ("cut", "resnet6")])  # fmt: skip
+def test_benchmarks_build_the_papers_networks_without_the_dataset_recipes(method, model):
+    import argparse
+
+    from gantrans.config import compose_train_config, to_plain
+
+    args = argparse.Namespace(method=method, model=model, ngf=64, ndf=64, channels=3, size=64,
+                              precision="fp32", fuse=True, channels_last=False)  # fmt: skip
+    cfg = load_script("benchmark").train_config(args)
+    assert cfg.dataset.name == "shapes"  # whose recipes tune ngf, input_skip and identity
+    assert cfg.model.ngf == 64 and cfg.discriminator.ndf == 64
+    assert cfg.model.n_blocks == {"resnet6": 6, "resnet9": 9}[model]
+    assert not cfg.model.input_skip and not cfg.model.dropout and str(cfg.model.norm) == "instance"
+    assert cfg.discriminator.n_layers == 3 and str(cfg.loss.name) == "lsgan"
+    assert (cfg.train.lr, cfg.train.beta1) == (2e-4, 0.5)
+    if method == "cyclegan":  # the reference's CycleGAN defaults
+        assert (cfg.loss.lambda_cycle, cfg.loss.lambda_identity) == (10.0, 0.5)
+        assert cfg.train.pool_size == 50
+    # exactly what a dataset without any recipe composes to
+    plain = compose_train_config([f"method={method}", f"model={model}", "dataset=folder",
+                                  "dataset.root=unused", "dataset.crop_size=64"])  # fmt: skip
+    for section in ("model", "discriminator", "loss", "method"):
+        assert to_plain(getattr(cfg, section)) == to_plain(getattr(plain, section)), section
+
+
+def test_benchmark_matrix_in_miniature(tmp_path):
+    out = tmp_path / "matrix.json"
+    result = run_script("benchmark.py", "--matrix", "--model", "resnet6", "--ngf", "4", "--ndf",
+                        "4", "--size", "32", "--channels", "3", "--batches", "1", "2", "--steps",
+                        "2", "--warmup", "1", "--modes", "fp32", "bf16-cl", "--device", "cpu",
+                        "--threads", "1", "--json", str(out))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    data = json.loads(out.read_text())
+    rows = data["matrix"]
+    assert [(r["mode"], r["batch"]) for r in rows] == [
+        ("fp32", 1), ("bf16-cl", 1), ("fp32", 2), ("bf16-cl", 2)
+    ]  # fmt: skip
+    for r in rows:
+        assert "error" not in r, r
+        assert r["sec_per_iter_median"] > 0 and r["images_per_sec"] > 0 and r["peak_memory_mb"] > 0
+    assert data["device"] and data["torch"] == torch.__version__
+    lines = result.stdout.splitlines()
+    assert lines[1].split()[:2] == ["mode", "batch"] and len(lines) == 2 + len(rows)
+
+
 def test_bench_conv_prints_floor_for_both_precisions():
     result = run_script("bench_conv.py", *TINY)
     assert result.returncode == 0, result.stderr
@@ -99,6 +145,117 @@ def test_bench_reference_without_a_checkout_is_one_line(tmp_path):
     result = run_script("bench_reference.py", "--reference", str(tmp_path))
     assert result.returncode != 0
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+# A stand-in for a pytorch-CycleGAN-and-pix2pix checkout: models/cycle_gan_model.py with the
+# reference's CycleGANModel (its options object, set_input, optimize_parameters, the net* and
+# loss_* attributes) and the reference's training step, built from gantrans's own networks.
+STAND_IN = """
+import itertools
+
+import torch
+
+from gantrans.losses import AdversarialLoss
+from gantrans.models import build_discriminator, build_generator
+from gantrans.models.init import init_weights
+
+
+class CycleGANModel:
+    def __init__(self, opt):
+        self.opt = opt
+        self.device = torch.device(f"cuda:{opt.gpu_ids[0]}" if opt.gpu_ids else "cpu")
+        blocks = {"resnet_6blocks": 6, "resnet_9blocks": 9}[opt.netG]
+        gen = {"name": "resnet", "in_channels": opt.input_nc, "out_channels": opt.output_nc,
+               "ngf": opt.ngf, "norm": opt.norm, "dropout": not opt.no_dropout, "n_blocks": blocks}
+        disc = {"name": "patchgan", "in_channels": opt.output_nc, "ndf": opt.ndf,
+                "n_layers": opt.n_layers_D, "norm": opt.norm}
+        self.netG_A, self.netG_B = build_generator(gen), build_generator(gen)
+        self.netD_A, self.netD_B = build_discriminator(disc), build_discriminator(disc)
+        for net in (self.netG_A, self.netG_B, self.netD_A, self.netD_B):
+            init_weights(net, opt.init_type, opt.init_gain)
+            net.to(self.device)
+        print("initialize network with", opt.init_type)
+        self.criterionGAN = AdversarialLoss(opt.gan_mode)
+        self.optimizer_G = torch.optim.Adam(
+            itertools.chain(self.netG_A.parameters(), self.netG_B.parameters()),
+            lr=opt.lr, betas=(opt.beta1, 0.999))
+        self.optimizer_D = torch.optim.Adam(
+            itertools.chain(self.netD_A.parameters(), self.netD_B.parameters()),
+            lr=opt.lr, betas=(opt.beta1, 0.999))
+
+    def set_input(self, input):
+        self.real_A = input["A"].to(self.device)
+        self.real_B = input["B"].to(self.device)
+
+    def set_requires_grad(self, nets, flag):
+        for net in nets:
+            for p in net.parameters():
+                p.requires_grad = flag
+
+    def backward_D_basic(self, netD, real, fake):
+        loss = (self.criterionGAN(netD(real), True)
+                + self.criterionGAN(netD(fake.detach()), False)) * 0.5
+        loss.backward()
+        return loss
+
+    def optimize_parameters(self):
+        o = self.opt
+        self.fake_B = self.netG_A(self.real_A)
+        self.rec_A = self.netG_B(self.fake_B)
+        self.fake_A = self.netG_B(self.real_B)
+        self.rec_B = self.netG_A(self.fake_A)
+        self.set_requires_grad([self.netD_A, self.netD_B], False)
+        self.optimizer_G.zero_grad()
+        l1 = torch.nn.functional.l1_loss
+        self.loss_idt_A = l1(self.netG_A(self.real_B), self.real_B) * o.lambda_B * o.lambda_identity
+        self.loss_idt_B = l1(self.netG_B(self.real_A), self.real_A) * o.lambda_A * o.lambda_identity
+        self.loss_G_A = self.criterionGAN(self.netD_A(self.fake_B), True)
+        self.loss_G_B = self.criterionGAN(self.netD_B(self.fake_A), True)
+        self.loss_cycle_A = l1(self.rec_A, self.real_A) * o.lambda_A
+        self.loss_cycle_B = l1(self.rec_B, self.real_B) * o.lambda_B
+        (self.loss_G_A + self.loss_G_B + self.loss_cycle_A + self.loss_cycle_B
+         + self.loss_idt_A + self.loss_idt_B).backward()
+        self.optimizer_G.step()
+        self.set_requires_grad([self.netD_A, self.netD_B], True)
+        self.optimizer_D.zero_grad()
+        # the reference's 50-image buffers hand back the newest fakes until they are full
+        self.loss_D_A = self.backward_D_basic(self.netD_A, self.real_B, self.fake_B)
+        self.loss_D_B = self.backward_D_basic(self.netD_B, self.real_A, self.fake_A)
+        self.optimizer_D.step()
+"""
+
+
+def write_stand_in(root: Path) -> Path:
+    """A minimal reference checkout at `root`: models/cycle_gan_model.py, the stand-in."""
+    (root / "models").mkdir(parents=True)
+    (root / "models" / "__init__.py").write_text("")
+    (root / "models" / "cycle_gan_model.py").write_text(STAND_IN)
+    return root
+
+
+def test_bench_reference_checks_every_contender_against_its_own_tolerance(tmp_path):
+    ref = write_stand_in(tmp_path / "reference")
+    out = tmp_path / "side_by_side.json"
+    result = run_script("bench_reference.py", "--reference", str(ref), "--device", "cpu",
+                        "--quick", "--model", "resnet6", "--ngf", "8", "--ndf", "8", "--size", "32",
+                        "--channels", "3", "--batch", "2", "--threads", "1", "--scratch", str(tmp_path),
+                        "--json", str(out))  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    data = json.loads(out.read_text())
+    contenders = ["plain", "fp32", "bf16", "bf16-cl"]  # the default --contenders
+    names = ["reference", *(f"gantrans {c}" for c in contenders)]
+    assert list(data["loss_check"]) == names and list(data["results"]) == names
+    tolerance = {n: data["loss_check"][n]["tolerance"] for n in names}
+    assert tolerance == {"reference": 0.0, "gantrans plain": 1e-4, "gantrans fp32": 1e-4,
+                         "gantrans bf16": 0.1, "gantrans bf16-cl": 0.1}  # fmt: skip
+    for name in names:
+        check = data["loss_check"][name]
+        assert check["ok"] and check["relative_difference"] <= check["tolerance"], (name, check)
+        assert data["results"][name]["sec_per_iter_median"] > 0
+        assert f"losses of the first two steps, {name}:" in result.stderr
+    # the reference's layout in fp32 is the reference's arithmetic, to rounding
+    assert data["loss_check"]["gantrans plain"]["relative_difference"] < 1e-5
+    assert all(f"{name} " in result.stdout for name in names)
 
 
 def test_bench_tiling_reports_seams_and_times_a_large_image(tmp_path):
