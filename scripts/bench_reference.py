@@ -20,7 +20,8 @@ steps compile for a minute or two and are not counted).
 
 Before any timing, every contender's losses over the first two steps (from the reference's
 initial weights, on the same batches, TF32 off) are checked against the reference's, each
-within its own tolerance: 1e-4 relative for fp32, 1e-2 compiled, 0.1 in bf16. The JSON's
+within its own tolerance, relative: 1e-4 for `plain`, 1e-3 for `fp32` (fused passes sum in
+another order), 1e-2 compiled, 0.1 in bf16. The JSON's
 `loss_check` holds each contender's difference and tolerance; a mismatch ends the run with one
 line naming the contenders, after writing that check.
 
@@ -88,7 +89,7 @@ def reference_model(path: Path, args: argparse.Namespace, dev: torch.device):
                  "install what its requirements.txt lists")  # fmt: skip
 
     opt = types.SimpleNamespace(
-        isTrain=True, gpu_ids=[dev.index or 0] if dev.type == "cuda" else [],
+        isTrain=True, gpu_ids=[dev.index or 0] if dev.type == "cuda" else [], device=dev,
         checkpoints_dir=str(Path(args.scratch)), name="bench", preprocess="resize_and_crop",
         input_nc=args.channels, output_nc=args.channels, ngf=args.ngf, ndf=args.ndf,
         netG={"resnet6": "resnet_6blocks", "resnet9": "resnet_9blocks"}[args.model],
@@ -155,7 +156,9 @@ def main() -> None:
                                  channels_last=channels_last, compile=compiled)  # fmt: skip
         st = build(cfg, dev)
         for net_name, net in st.method.networks().items():  # the reference's initial weights
-            net.load_state_dict(getattr(ref, f"net{net_name}").state_dict())
+            ref_net = getattr(ref, f"net{net_name}")
+            # on a GPU the reference wraps each network in nn.DataParallel (keys "module.*")
+            net.load_state_dict(getattr(ref_net, "module", ref_net).state_dict())
 
         def step(real_A, real_B, read: bool = True, st=st, cfg=cfg) -> dict:
             if cfg.channels_last:
@@ -166,9 +169,13 @@ def main() -> None:
             return {name: float(terms[name]) for name in LOSS_NAMES} if read else {}
 
         steps[f"gantrans {name}"] = step
-        # bf16 rounds; inductor reorders reductions, and Adam's first update is about
-        # lr * sign(grad), so rounding noise in a near-zero gradient becomes a full-size step
-        tolerance[f"gantrans {name}"] = 0.1 if precision == "bf16" else 1e-2 if compiled else 1e-4
+        # bf16 rounds; inductor reorders reductions, and so does a fused pass (one convolution
+        # over the inputs concatenated); Adam's first update is about lr * sign(grad), so
+        # rounding noise in a near-zero gradient becomes a full-size step in the second step's
+        # losses (8e-5 measured for fp32 at batch 1 with ngf 8 on a CPU)
+        tolerance[f"gantrans {name}"] = (
+            0.1 if precision == "bf16" else 1e-2 if compiled else 1e-3 if fuse else 1e-4
+        )
 
     # Same math: from the same weights, on the same first two batches (the image buffers still
     # hand back the newest fakes), every contender's losses must be the reference's; the second
