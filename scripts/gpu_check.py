@@ -58,6 +58,7 @@ import sys
 import tarfile
 import tempfile
 import time
+import zipfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -114,12 +115,17 @@ def install_wheels(wheels: Path, target: Path) -> None:
     found = sorted(wheels.glob("*.whl"))
     if not found:
         sys.exit(f"error: no wheels in {wheels}: build the folder with scripts/gpu_wheels.sh")
-    cmd = [sys.executable, "-m", "pip", "install", "--quiet", "--no-index", "--no-deps",
-           "--upgrade", "--target", str(target), *map(str, found)]  # fmt: skip
-    p = subprocess.run(cmd, capture_output=True, text=True)
-    if p.returncode:
-        tail = [line for line in p.stderr.strip().splitlines() if line.strip()][-1:]
-        sys.exit(f"error: installing the wheels of {wheels} failed: {' '.join(tail)}")
+    if importlib.util.find_spec("pip") is None:  # pure-Python wheels unpack as they install
+        for wheel in found:
+            with zipfile.ZipFile(wheel) as whl:
+                whl.extractall(target)
+    else:
+        cmd = [sys.executable, "-m", "pip", "install", "--quiet", "--no-index", "--no-deps",
+               "--upgrade", "--target", str(target), *map(str, found)]  # fmt: skip
+        p = subprocess.run(cmd, capture_output=True, text=True)
+        if p.returncode:
+            tail = [line for line in p.stderr.strip().splitlines() if line.strip()][-1:]
+            sys.exit(f"error: installing the wheels of {wheels} failed: {' '.join(tail)}")
     shutil.rmtree(target / "tests", ignore_errors=True)
     sys.path.insert(0, str(target))
     os.environ["PYTHONPATH"] = os.pathsep.join(

@@ -451,6 +451,18 @@ def test_gpu_check_installs_wheels_for_its_processes(tmp_path):
     assert result.returncode == 0, result.stderr
     assert (work / "site" / "standin" / "__init__.py").is_file()
     assert not (work / "site" / "tests").exists()  # it would shadow the project's tests
+    # a Python without pip unpacks them instead
+    code = (f"import runpy, sys; sys.modules['pip'] = None; "
+            f"runpy.run_path({str(SCRIPTS / 'gpu_check.py')!r}, run_name='__main__')")  # fmt: skip
+    work = tmp_path / "work_without_pip"
+    result = subprocess.run(
+        [sys.executable, "-c", code, "--out", str(tmp_path / "check"), "--device", "cpu",
+         "--wheels", str(wheels), "--work", str(work), "--only", "none"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert (work / "site" / "standin" / "__init__.py").is_file()
+    assert not (work / "site" / "tests").exists()
     result = subprocess.run([sys.executable, str(SCRIPTS / "gpu_check.py"), "--out",
                              str(tmp_path / "check"), "--wheels", str(tmp_path)],
                             capture_output=True, text=True, timeout=120)  # fmt: skip
