@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from gantrans.config import compose_train_config
+from gantrans.config import NO_DATASET_RECIPES, TrainConfig, compose_train_config
 from gantrans.engine import TrainState, build_training, train_step
 from gantrans.runtime import DTYPES, autocast, resolve_device
 
@@ -66,11 +66,13 @@ def gpu_peak_bf16(name: str) -> float | None:
     return next((v for k, v in GPU_PEAK_BF16_TFLOPS.items() if k in name), None)
 
 
-def build(args: argparse.Namespace, dev: torch.device) -> TrainState:
-    """The training state exactly as `gantrans train` builds it (the method's paper defaults,
-    constant LR), for `--method`, `--model`, `--ngf`, `--ndf`, `--channels`, `--size`,
-    `--precision`, `--no-fuse`, `--channels-last` and `--compile`."""
+def train_config(args: argparse.Namespace) -> TrainConfig:
+    """The config `gantrans train` would run with for `--method`, `--model`, `--ngf`, `--ndf`,
+    `--channels`, `--size`, `--precision`, `--no-fuse`, `--channels-last` and `--compile`: the
+    method's paper settings (for CycleGAN the reference's: no input skip, identity 0.5, LSGAN,
+    pool 50, Adam 2e-4), the synthetic shapes set's recipes left out."""
     overrides = [
+        *NO_DATASET_RECIPES,
         f"method={getattr(args, 'method', 'cyclegan')}",
         f"model={args.model}",
         f"model.ngf={args.ngf}",
@@ -82,8 +84,15 @@ def build(args: argparse.Namespace, dev: torch.device) -> TrainState:
         f"train.channels_last={args.channels_last}",
         f"train.compile={getattr(args, 'compile', False)}",
     ]
+    return compose_train_config(overrides)
+
+
+def build(args: argparse.Namespace, dev: torch.device) -> TrainState:
+    """The training state exactly as `gantrans train` builds it from `train_config(args)`
+    (constant LR), initialised from seed 0."""
+    cfg = train_config(args)
     torch.manual_seed(0)
-    return build_training(compose_train_config(overrides), dev)
+    return build_training(cfg, dev)
 
 
 def batch(args: argparse.Namespace, dev: torch.device, n: int) -> torch.Tensor:

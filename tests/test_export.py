@@ -138,6 +138,22 @@ def test_onnx_falls_back_to_the_torchscript_exporter(gantrans, tiny_ckpt, monkey
     assert_matches(run_onnx, model, net, RESNET_SHAPES)
 
 
+def test_onnx_with_torch_2_4s_exporter(gantrans, tiny_ckpt, monkeypatch):
+    real = torch.onnx.export
+
+    def export_2_4(model, args, f, *, opset_version, dynamic_axes, input_names, output_names):
+        # torch 2.4's signature: no `dynamo` argument, TorchScript-based only
+        return real(model, args, f, dynamo=False, opset_version=opset_version,
+                    dynamic_axes=dynamic_axes, input_names=input_names,
+                    output_names=output_names)  # fmt: skip
+
+    monkeypatch.setattr(torch.onnx, "export", export_2_4)
+    out = exported(gantrans, f"ckpt={tiny_ckpt}", "format=onnx", "verify=false")
+    assert "exporter failed" not in out  # not tried: this torch has no torch.export-based one
+    model = tiny_ckpt.with_name("tiny_AtoB.onnx")
+    assert read_meta(model)["exporter"] == "torchscript-onnx"
+
+
 def test_opset_17_uses_the_torchscript_exporter(gantrans, tiny_ckpt, tmp_path):
     model = tmp_path / "o17.onnx"
     exported(

@@ -17,6 +17,7 @@ import torch
 from gantrans import checkpoint, train
 from gantrans.checkpoint import load_checkpoint
 from gantrans.diagnostics import Diagnostics
+from gantrans.runtime import OutOfMemoryError
 
 from .conftest import TINY, TINY_CUT
 
@@ -260,7 +261,7 @@ def test_kill_9_at_random_points_then_resume_completes(tmp_path):
 
 def test_out_of_memory_names_the_settings_that_reduce_memory(gantrans, tmp_path, monkeypatch):
     def oom(*args, **kwargs):
-        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        raise OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
     monkeypatch.setattr(train, "train_step", oom)
     code, _, err = gantrans(*run_dir_args(tmp_path / "run", "train.max_steps=2"))

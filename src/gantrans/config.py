@@ -26,6 +26,12 @@ LAMBDA_IDENTITY = 0.5
 AUGMENT_POLICIES = ("color", "translation", "cutout")
 """The transformations of discriminator.augment (gantrans.models.augment)."""
 
+# Overrides that drop train.yaml's per-dataset tuning (recipe/<dataset>, recipe/model/
+# <dataset>_<model> and recipe/method/<dataset>_<method>), so the networks and losses are the
+# method's paper settings whatever the dataset: what the benchmarks and the GPU check measure.
+# `gantrans train` takes them on the command line too.
+NO_DATASET_RECIPES = ("~recipe", "~recipe/model@_global_", "~recipe/method@_global_")
+
 
 class Choice(str, Enum):
     """A config value from a fixed set; prints and formats as its value (`bf16`, not

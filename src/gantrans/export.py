@@ -11,6 +11,7 @@ callers pad other sizes (bottom and right, reflection) and crop the output back,
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
 import logging
 import os
@@ -83,9 +84,12 @@ def check_shapes(arch: dict) -> list[tuple[int, int, int, int]]:
 def _onnx(net: nn.Module, x: torch.Tensor, path: Path, opset: int) -> str:
     """Export to ONNX; returns which exporter did it."""
     names: dict[str, Any] = {"input_names": ["input"], "output_names": ["output"]}
-    if opset >= DYNAMO_MIN_OPSET:
-        dim = torch.export.Dim.DYNAMIC
+    # torch 2.4's exporter is TorchScript-based only: no `dynamo` argument (2.5), no
+    # torch.export.Dim.DYNAMIC (2.6); from 2.9 on `dynamo` defaults to True
+    has_dynamo = "dynamo" in inspect.signature(torch.onnx.export).parameters
+    if opset >= DYNAMO_MIN_OPSET and has_dynamo:
         try:
+            dim = torch.export.Dim.DYNAMIC
             torch.onnx.export(
                 net,
                 (x,),
@@ -109,7 +113,7 @@ def _onnx(net: nn.Module, x: torch.Tensor, path: Path, opset: int) -> str:
             net,
             (x,),
             str(path),
-            dynamo=False,
+            **({"dynamo": False} if has_dynamo else {}),
             opset_version=opset,
             dynamic_axes={"input": axes, "output": axes},
             **names,

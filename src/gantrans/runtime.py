@@ -9,6 +9,9 @@ import torch
 from gantrans.errors import ConfigError
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+# what running out of device memory raises: torch.OutOfMemoryError from torch 2.5 on, the same
+# class as torch.cuda.OutOfMemoryError, which is all that torch 2.4 has
+OutOfMemoryError = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
 
 
 def resolve_device(name: str) -> torch.device:

@@ -46,7 +46,13 @@ from gantrans.errors import CheckpointError, ConfigError, GantransError
 from gantrans.methods import Batch, Method, Terms, method_class
 from gantrans.metric_names import LOWER_IS_BETTER
 from gantrans.reporting import Reporter, RunningMeans, image_rows
-from gantrans.runtime import autocast, check_precision, resolve_device, resolve_precision
+from gantrans.runtime import (
+    OutOfMemoryError,
+    autocast,
+    check_precision,
+    resolve_device,
+    resolve_precision,
+)
 
 log = logging.getLogger("gantrans")
 
@@ -410,7 +416,7 @@ def guarded_step(run: Run, batch: Batch) -> Terms:
     """`train_step`, running out of memory turned into one line that says what to lower."""
     try:
         return train_step(run.state, batch)
-    except torch.OutOfMemoryError as exc:
+    except OutOfMemoryError as exc:
         raise TrainingError(
             f"out of memory at step {run.state.step + 1} (train.batch_size="
             f"{run.cfg.train.batch_size}): lower train.batch_size or the image size "
