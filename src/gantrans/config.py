@@ -284,6 +284,9 @@ class LossConfig:
     # (the generator becomes the identity), so a target both ways is the default
     lambda_mask: float = 1.0
     mask_area: float | None = 0.25
+    # model.mask only: steps at the start during which the masks are held open (the output is
+    # the drawn content alone), so the content learns to translate before the mask chooses
+    mask_warmup: int = 0
     # R1 penalty (Mescheder et al. 2018): gamma / 2 * E||grad D(real)||^2, applied every
     # r1_every steps with its weight multiplied by r1_every (lazy, as in StyleGAN2); 0 = off
     r1_gamma: float = 0.0
@@ -806,6 +809,8 @@ def _check_quality_options(cfg: DictConfig) -> None:
             f"loss.lambda_mask and loss.r1_gamma must be >= 0 (got {loss.lambda_mask} and "
             f"{loss.r1_gamma})"
         )
+    if loss.mask_warmup < 0:
+        raise ConfigError(f"loss.mask_warmup must be >= 0, got {loss.mask_warmup}")
     if loss.r1_every < 1:
         raise ConfigError(f"loss.r1_every must be >= 1, got {loss.r1_every}")
     if loss.mask_area is not None and not 0 <= loss.mask_area <= 1:
