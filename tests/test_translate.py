@@ -373,3 +373,65 @@ def test_one_file_onto_a_folder_of_its_name_stops_before_translating(
         f"gantrans translate: error: cannot write {out / 'b.jpg'} (a folder of that name is in "
         "the way): choose another output="
     )
+
+
+def _malformed(ckpt: dict, case: str) -> dict:
+    gen = ckpt["arch"]["generator"]
+    return {
+        "arch_not_a_dict": {**ckpt, "arch": "resnet"},
+        "generator_not_a_dict": {**ckpt, "arch": {**ckpt["arch"], "generator": 5}},
+        "ngf_a_string": {**ckpt, "arch": {**ckpt["arch"], "generator": {**gen, "ngf": "a"}}},
+        "unknown_name": {**ckpt, "arch": {**ckpt["arch"], "generator": {**gen, "name": "x"}}},
+        "empty_generator": {**ckpt, "arch": {**ckpt["arch"], "generator": {}}},
+        "models_a_list": {**ckpt, "models": [1]},
+        "weights_a_string": {**ckpt, "models": {**ckpt["models"], "G_A": "x"}},
+        "directions_a_list": {**ckpt, "directions": ["AtoB"]},
+    }[case]
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["arch_not_a_dict", "generator_not_a_dict", "ngf_a_string", "unknown_name",
+     "empty_generator", "models_a_list", "weights_a_string", "directions_a_list"],
+)  # fmt: skip
+def test_a_malformed_checkpoint_with_the_marker_is_one_short_line(
+    gantrans, abc_folder, tiny_ckpt, tmp_path, case
+):
+    bad = tmp_path / "bad.pt"
+    torch.save(_malformed(torch.load(tiny_ckpt, weights_only=True), case), bad)
+    line = one_line_error(gantrans("translate", f"ckpt={bad}", f"input={abc_folder}"))
+    assert line.startswith(f"gantrans translate: error: {bad}")
+    assert len(line) - len(str(bad)) < 200, line
+
+
+def test_random_bytes_and_unsafe_pickles_never_suggest_an_unsafe_load(
+    gantrans, abc_folder, tmp_path
+):
+    rand = tmp_path / "random.pt"
+    rand.write_bytes(torch.randint(0, 256, (5000,), generator=torch.Generator().manual_seed(1),
+                                   dtype=torch.uint8).numpy().tobytes())  # fmt: skip
+    line = one_line_error(gantrans("translate", f"ckpt={rand}", f"input={abc_folder}"))
+    assert line == (
+        f"gantrans translate: error: cannot read checkpoint {rand}: the file is truncated or not "
+        "a PyTorch checkpoint (bad pickle data)"
+    )
+
+    class Evil:
+        def __reduce__(self):
+            return (Path.touch, (tmp_path / "pwned",))
+
+    evil = tmp_path / "evil.pt"
+    torch.save({"x": Evil()}, evil, pickle_module=pickle)
+    line = one_line_error(gantrans("translate", f"ckpt={evil}", f"input={abc_folder}"))
+    assert line.startswith(f"gantrans translate: error: refusing to load {evil}: it holds Python")
+    assert "weights_only" not in line and len(line) - len(str(evil)) < 200, line
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_a_checkpoint_folder_points_at_its_own_latest(gantrans, abc_folder, tiny_ckpt, tmp_path):
+    folder = tmp_path / "run" / "checkpoints"
+    folder.mkdir(parents=True)
+    (folder / "latest.pt").write_bytes(tiny_ckpt.read_bytes())
+    for given in (folder, folder.parent):
+        line = one_line_error(gantrans("translate", f"ckpt={given}", f"input={abc_folder}"))
+        assert line.endswith(f"such as {folder / 'latest.pt'}"), line
