@@ -133,10 +133,13 @@ class Translator:
     def net(self) -> nn.Module:
         return self.runner.net
 
-    def _tiling(self, side: int, batch: int, overlap: int | None = None) -> Tiling:
+    def _tiling(
+        self, side: int, batch: int, overlap: int | None = None, stats_pixels: int | None = None
+    ) -> Tiling:
         o = self.options
         overlap = o.overlap if overlap is None else overlap
-        return Tiling(side, overlap, o.blend, o.tile_stats, o.stats_pixels, batch)
+        stats = o.stats_pixels if stats_pixels is None else stats_pixels
+        return Tiling(side, overlap, o.blend, o.tile_stats, stats, batch)
 
     def _memory(self) -> tuple[float, int]:
         """(bytes per pixel of a forward pass, budget in bytes), measured once."""
@@ -178,7 +181,9 @@ class Translator:
                     tiles = 1
                     side = auto_tile(budget, per_pixel, self.multiple, tiles)
                 overlap = min(self.options.overlap, side // 4)  # a small budget: less overlap
-                plan = Plan(self._tiling(side, tiles, overlap), 1, self.multiple)
+                # the pass that gathers the statistics fits the budget too
+                stats = min(self.options.stats_pixels, max(64 * 64, int(budget // per_pixel)))
+                plan = Plan(self._tiling(side, tiles, overlap, stats), 1, self.multiple)
                 log.info(
                     "%dx%d does not fit in %s whole: tiles of %d px, overlap %d",
                     w,
