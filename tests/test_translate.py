@@ -435,3 +435,19 @@ def test_a_checkpoint_folder_points_at_its_own_latest(gantrans, abc_folder, tiny
     for given in (folder, folder.parent):
         line = one_line_error(gantrans("translate", f"ckpt={given}", f"input={abc_folder}"))
         assert line.endswith(f"such as {folder / 'latest.pt'}"), line
+
+
+def test_a_tile_in_exponent_notation_is_a_side_not_an_error(
+    gantrans, abc_folder, tiny_ckpt, tmp_path
+):
+    from gantrans.applying import parse_tile
+
+    assert parse_tile(1e9) == parse_tile("1000000000.0") == 1_000_000_000
+    code, _, err = gantrans(
+        "translate", f"ckpt={tiny_ckpt}", f"input={abc_folder}", f"output={tmp_path / 'o'}",
+        "tile=1e9", "progress=false",
+    )  # fmt: skip
+    assert code == 0, err
+    assert "tile=2.5 is not a tile size" in one_line_error(
+        gantrans("translate", f"ckpt={tiny_ckpt}", f"input={abc_folder}", "tile=2.5")
+    )

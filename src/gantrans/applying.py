@@ -62,12 +62,13 @@ def parse_tile(tile: object) -> str | int:
     if text in ("none", "null", "false", "0"):
         return "off"
     try:
-        value = int(text)
+        number = float(text)  # tile=1e9 arrives from the command line as a float
     except ValueError:
-        value = 0
-    if value <= 0:
-        raise ConfigError(f"tile={tile} is not a tile size: use auto, off or a side in pixels")
-    return value
+        number = 0.0
+    shown = f"{tile:g}" if isinstance(tile, float) else tile
+    if not math.isfinite(number) or number <= 0 or number != int(number):
+        raise ConfigError(f"tile={shown} is not a tile size: use auto, off or a side in pixels")
+    return int(number)
 
 
 @dataclass(frozen=True)
