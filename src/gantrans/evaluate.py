@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import tempfile
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -616,14 +616,18 @@ def check_inputs(dataset: dict, channels: int, out_dir: Path) -> None:
     """What the user gave that could still fail, checked before any judge is trained: the
     dataset's test images are there, and the report's folder can be written."""
     build_domains(dataset, "test", channels)  # one line for a dataset that is not there
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        tempfile.TemporaryFile(dir=out_dir).close()
-    except OSError as exc:
+    existing = out_dir.absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent  # the folder the report's folders would be made in
+    reason = None
+    if not existing.is_dir():
+        reason = f"{existing} is a file"
+    elif not os.access(existing, os.W_OK | os.X_OK):
+        reason = f"{existing} is not writable"
+    if reason:
         raise ConfigError(
-            f"cannot write the report into {out_dir} ({exc.strerror or exc}): choose another "
-            "output_dir="
-        ) from None
+            f"cannot write the report into {out_dir} ({reason}): choose another output_dir="
+        )
 
 
 def _read_translations(
