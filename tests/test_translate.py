@@ -451,3 +451,18 @@ def test_a_tile_in_exponent_notation_is_a_side_not_an_error(
     assert "tile=2.5 is not a tile size" in one_line_error(
         gantrans("translate", f"ckpt={tiny_ckpt}", f"input={abc_folder}", "tile=2.5")
     )
+
+
+def test_a_missing_input_is_reported_before_the_checkpoint_is_loaded(
+    gantrans, tmp_path, monkeypatch
+):
+    import gantrans.translate as translate_module
+
+    def no_load(*args, **kwargs):
+        raise AssertionError("the checkpoint was loaded before the input was checked")
+
+    monkeypatch.setattr(translate_module, "load_generator", no_load)
+    line = one_line_error(
+        gantrans("translate", "ckpt=pretrained:horse2zebra", f"input={tmp_path / 'nope'}")
+    )
+    assert "does not exist" in line

@@ -300,14 +300,14 @@ def translate_folder(
     dev = resolve_device(device)
     precision = resolve_precision(dev, precision)
     check_precision(dev, precision)
-    net, arch = load_generator(ckpt, direction, dev, progress=progress)
     out_arg = output if output is not None else output_dir
-    job = _resolve(
+    job = _resolve(  # the inputs are checked before the checkpoint is loaded (or downloaded)
         None if input is None else str(input),
         None if input_dir is None else str(input_dir),
         None if out_arg is None else str(out_arg),
         direction,
     )
+    net, arch = load_generator(ckpt, direction, dev, progress=progress)
     videos = [p for p in job.inputs if is_video(p)]
     video_opts = VideoOptions(video_codec, video_crf, temporal_smoothing)
     if videos:
