@@ -331,3 +331,34 @@ def test_folder_scoring_user_errors_are_one_line(gantrans, tmp_path, args, messa
             .replace("=MISSING", f"={tmp_path / 'nope'}") for a in args]  # fmt: skip
     line = one_line_error(gantrans("evaluate", *TINY_SHAPES, *FAST, *args))
     assert message in line
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["translations=MISSING"], "is not a folder"),
+        (["translations=ONE"], "has 1 image(s): scoring needs at least"),
+        (["translations=DIR", "output_dir=AFILE/eval"], "cannot write the report into"),
+        (["translations=DIR", "dataset=folder", "dataset.root=MISSING"], "MISSING"),
+    ],
+)
+def test_every_input_is_checked_before_any_judge_is_trained(
+    gantrans, tmp_path, monkeypatch, args, message
+):
+    import gantrans.evaluate as evaluate_module
+
+    def no_judges(*a, **k):
+        raise AssertionError("judges were trained before the inputs were checked")
+
+    monkeypatch.setattr(evaluate_module, "Evaluator", no_judges)
+    _write_truth_translations(tmp_path / "ONE", ["0000.png"])
+    _write_truth_translations(tmp_path / "DIR", [f"{i:04d}.png" for i in range(4)])
+    (tmp_path / "AFILE").write_text("x")
+    paths = {"MISSING": tmp_path / "nope", "ONE": tmp_path / "ONE", "DIR": tmp_path / "DIR",
+             "AFILE": tmp_path / "AFILE"}  # fmt: skip
+    for key, path in paths.items():
+        args = [a.replace(key, str(path)) for a in args]
+        message = message.replace(key, str(path))
+    dataset = [] if any(a.startswith("dataset=") for a in args) else TINY_SHAPES
+    line = one_line_error(gantrans("evaluate", *dataset, *FAST, "direction=AtoB", *args))
+    assert message in line

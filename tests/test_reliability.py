@@ -269,3 +269,33 @@ def test_out_of_memory_names_the_settings_that_reduce_memory(gantrans, tmp_path,
     assert (
         "out of memory at step 1" in err and "train.batch_size" in err and "precision=bf16" in err
     )
+
+
+def test_a_save_killed_mid_write_leaves_a_temporary_file_the_next_start_removes(gantrans, tmp_path):
+    import tempfile
+
+    folder = tmp_path / "run" / "checkpoints"
+    folder.mkdir(parents=True)
+    # the very name save_atomic gives its temporary file, as a kill -9 during torch.save leaves it
+    fd, stale = tempfile.mkstemp(prefix=".latest.pt.", suffix=".tmp", dir=folder)
+    os.write(fd, b"half a checkpoint")
+    os.close(fd)
+    mine = folder / ".notes.tmp"  # not a name save_atomic writes: kept
+    mine.write_text("x")
+    code, _, err = gantrans(*run_dir_args(tmp_path / "run", "train.max_steps=1"))
+    assert code == 0, err
+    assert not Path(stale).exists() and mine.exists()
+    assert sorted(p.name for p in folder.iterdir()) == [".notes.tmp", "latest.pt"]
+    log = (tmp_path / "run" / "train.log").read_text()
+    assert "removed 1 temporary file(s)" in log and Path(stale).name in log
+
+
+def test_removing_interrupted_saves_touches_nothing_else(tmp_path):
+    checkpoint.save_atomic({"x": 1}, tmp_path / "latest.pt")
+    (tmp_path / ".best.pt.ab_12xyz.tmp").write_bytes(b"partial")
+    (tmp_path / "keep.tmp").write_bytes(b"x")
+    assert [p.name for p in checkpoint.remove_interrupted_saves(tmp_path)] == [
+        ".best.pt.ab_12xyz.tmp"
+    ]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.tmp", "latest.pt"]
+    assert checkpoint.remove_interrupted_saves(tmp_path / "none") == []

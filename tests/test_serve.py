@@ -182,3 +182,163 @@ def test_the_page_translates_an_upload_in_a_real_browser(server, tmp_path):
             assert page.locator("#direction").is_disabled()
         finally:
             browser.close()
+
+
+def _request(url: str, path: str, data: bytes | None = None, **headers: str):
+    req = urllib.request.Request(f"{url}{path}", data=data, headers=headers,
+                                 method="POST" if data is not None else "GET")  # fmt: skip
+    try:
+        with urllib.request.urlopen(req, timeout=60) as res:
+            return res.status, res.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def test_other_origins_and_other_host_names_are_refused(server, tmp_path):
+    url, _, _ = server
+    port = url.rsplit(":", 1)[1]
+    data = write_image(tmp_path / "in.png", (16, 16)).read_bytes()
+    # a page elsewhere posting a "simple" (no preflight) request
+    status, body = _request(url, "/api/translate", data, Origin="http://evil.example",
+                            **{"Content-Type": "text/plain"})  # fmt: skip
+    assert status == 403 and "http://evil.example are refused" in json.loads(body)["error"]
+    assert _request(url, "/api/translate", data, Origin="null")[0] == 403
+    # the page's own requests carry its own origin
+    assert _request(url, "/api/translate", data, Origin=url)[0] == 200
+    # DNS rebinding: another name that resolves to this machine
+    status, body = _request(url, "/api/models", Host=f"evil.example:{port}")
+    assert status == 403 and "is not this server" in json.loads(body)["error"]
+    assert _request(url, "/api/models", Host=f"127.0.0.1:{int(port) + 1}")[0] == 403
+    for own in (f"localhost:{port}", f"127.0.0.1:{port}"):
+        assert _request(url, "/api/models", Host=own)[0] == 200
+
+
+def _call_guard(guard, path: str, headers: dict[str, str]) -> tuple[int, dict]:
+    import asyncio
+
+    sent: list[dict] = []
+
+    async def app(scope, receive, send):
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    async def receive():
+        return {"type": "http.request", "body": b""}
+
+    async def send(message):
+        sent.append(message)
+
+    path, _, query = path.partition("?")
+    scope = {"type": "http", "path": path, "query_string": query.encode(),
+             "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()]}  # fmt: skip
+    guard.app = app
+    asyncio.run(guard(scope, receive, send))
+    start = sent[0]
+    return start["status"], {k.decode(): v.decode() for k, v in start["headers"]}
+
+
+def test_a_token_guards_a_server_on_another_interface():
+    from gantrans.serve import Guard, resolve_token
+
+    assert resolve_token("auto", "127.0.0.1") is None and resolve_token("off", "0.0.0.0") is None
+    token = resolve_token("auto", "0.0.0.0")
+    assert token and len(token) >= 24 and token != resolve_token("auto", "0.0.0.0")
+    guard = Guard(None, "0.0.0.0", 7860, token)
+    host = {"Host": "192.168.1.20:7860"}
+    assert _call_guard(guard, "/", host)[0] == 403
+    assert _call_guard(guard, "/?token=wrong", host)[0] == 403
+    status, headers = _call_guard(guard, f"/?token={token}", host)
+    assert status == 200 and f"gantrans_token_7860={token}" in headers["set-cookie"]
+    assert "SameSite=Strict" in headers["set-cookie"]
+    # the page's own later requests carry the cookie; a script may send the header instead
+    cookie = {"Cookie": f"gantrans_token_7860={token}"}
+    assert _call_guard(guard, "/api/models", {**host, **cookie})[0] == 200
+    auth = {"Authorization": f"token {token}"}
+    assert _call_guard(guard, "/api/models", {**host, **auth})[0] == 200
+    # on another interface an address or this machine's name is fine, another name is not
+    assert _call_guard(guard, "/api/models", {"Host": "evil.example:7860", **auth})[0] == 403
+    assert (
+        _call_guard(guard, "/api/models", {"Host": f"{socket.gethostname()}:7860", **auth})[0]
+        == 200
+    )
+    loopback = Guard(None, "127.0.0.1", 7860, None, allowed_hosts=["box.lan"])
+    assert _call_guard(loopback, "/", {"Host": "192.168.1.20:7860"})[0] == 403
+    assert _call_guard(loopback, "/", {"Host": "[::1]:7860"})[0] == 200
+    assert _call_guard(loopback, "/", {"Host": "box.lan:7860"})[0] == 200
+
+
+def _png_header(width: int, height: int) -> bytes:
+    """A PNG whose header claims width x height (the pixel data does not matter here)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = zlib.crc32(kind + data) & 0xFFFFFFFF
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b"")
+
+
+def test_an_image_over_pillows_own_limit_gets_the_size_message(server):
+    url, _, _ = server
+    status, body, _ = _post(url, _png_header(20_000, 10_000), name="huge.png")
+    assert status == 415
+    assert json.loads(body)["error"].startswith("huge.png has 200 MP, more than this page's limit")
+
+
+def _peak_rise_mb(pid: int, before_kb: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        hwm = next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
+    return (hwm - before_kb) / 1024
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc (Linux)")
+def test_concurrent_large_uploads_stay_within_the_memory_budget(tmp_path):
+    """8 uploads at once of small PNGs that decode near the pixel limit: they are decoded,
+    translated and encoded one at a time, and the server's peak memory rises by less than
+    memory_gb."""
+    import io
+    import threading
+
+    from gantrans.serve import pixel_limit
+
+    memory_gb = 1 / 16
+    side = int(pixel_limit(memory_gb) ** 0.5 * 0.95)
+    buf = io.BytesIO()
+    Image.new("RGB", (side, side), (120, 30, 200)).save(buf, "PNG")
+    data = buf.getvalue()
+    assert len(data) < 50_000  # compression bombs in miniature, as an attacker would send
+    ckpt = make_checkpoint(tmp_path / "c.pt")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "gantrans", "serve", f"ckpt={ckpt}", "port=0", "device=cpu",
+           f"memory_gb={memory_gb}"]  # fmt: skip
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    try:
+        url = None
+        for _ in range(200):  # bounded: the start-up log is a few lines
+            line = proc.stdout.readline()
+            if not line:
+                break
+            if "serving on http://" in line:
+                url = line.split("serving on ", 1)[1].split()[0]
+                break
+        assert url is not None, "the server did not start"
+        with open(f"/proc/{proc.pid}/status") as f:
+            before = next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+        statuses: list[int] = []
+        threads = [
+            threading.Thread(target=lambda: statuses.append(_post(url, data, name="x.png")[0]))
+            for _ in range(8)
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+        rise = _peak_rise_mb(proc.pid, before)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    assert statuses == [200] * 8
+    assert rise < memory_gb * 1024, f"peak rose by {rise:.0f} MB, over {memory_gb * 1024:.0f} MB"

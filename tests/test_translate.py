@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import pickle
 from pathlib import Path
 
@@ -246,3 +247,222 @@ def test_one_file_in_one_file_out(gantrans, tiny_ckpt, tmp_path):
         gantrans("translate", f"ckpt={tiny_ckpt}", f"input={tmp_path / 'no.png'}")
     )
     assert "input=" in line and "does not exist" in line
+
+
+@pytest.fixture
+def abc_folder(tmp_path: Path) -> Path:
+    for i, name in enumerate(("a.jpg", "b.jpg", "c.jpg")):
+        write_image(tmp_path / "abc" / name, (20, 16), seed=i)
+    return tmp_path / "abc"
+
+
+def test_an_output_name_taken_by_a_folder_skips_that_file_only(
+    gantrans, abc_folder, tiny_ckpt, tmp_path
+):
+    out = tmp_path / "out"
+    (out / "b.jpg").mkdir(parents=True)
+    code, stdout, err = gantrans(
+        "translate", f"ckpt={tiny_ckpt}", f"input={abc_folder}", f"output={out}", "progress=false"
+    )
+    line = one_line_error((code, stdout, err))
+    assert line == (
+        "gantrans translate: error: 1 output(s) could not be written and were skipped: "
+        "b.jpg (not written: a folder of that name is in the way)"
+    )
+    assert (out / "a.jpg").is_file() and (out / "c.jpg").is_file() and (out / "b.jpg").is_dir()
+    assert f"cannot write {out / 'b.jpg'}" in stdout  # one log line for the file, as it happens
+
+
+def test_a_failing_write_is_one_line_and_the_rest_are_translated(
+    gantrans, abc_folder, tiny_ckpt, tmp_path, monkeypatch
+):
+    import gantrans.translate as translate_module
+
+    real = translate_module.save_picture
+
+    def refuse_b(values, depth, alpha, path):
+        if path.name == "b.jpg":
+            raise PermissionError(13, "Permission denied")
+        real(values, depth, alpha, path)
+
+    monkeypatch.setattr(translate_module, "save_picture", refuse_b)
+    out = tmp_path / "out"
+    line = one_line_error(
+        gantrans(
+            "translate",
+            f"ckpt={tiny_ckpt}",
+            f"input={abc_folder}",
+            f"output={out}",
+            "progress=false",
+        )
+    )
+    assert "1 output(s) could not be written" in line and "b.jpg (not written: Permission" in line
+    assert sorted(p.name for p in out.iterdir()) == ["a.jpg", "c.jpg"]
+
+
+def test_read_and_write_failures_are_counted_apart(gantrans, abc_folder, tiny_ckpt, tmp_path):
+    (abc_folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage" * 10)
+    out = tmp_path / "out"
+    (out / "c.jpg").mkdir(parents=True)
+    line = one_line_error(
+        gantrans(
+            "translate",
+            f"ckpt={tiny_ckpt}",
+            f"input={abc_folder}",
+            f"output={out}",
+            "progress=false",
+        )
+    )
+    assert "1 file(s) could not be read and 1 output(s) could not be written" in line
+    assert (out / "a.jpg").is_file() and (out / "b.jpg").is_file()
+
+
+@pytest.mark.parametrize("case", ["parent_is_a_file", "read_only"])
+def test_an_output_that_cannot_take_anything_stops_before_translating(
+    gantrans, abc_folder, tiny_ckpt, tmp_path, monkeypatch, case
+):
+    import gantrans.translate as translate_module
+
+    translated = []
+    monkeypatch.setattr(
+        translate_module, "translate_pictures", lambda *a, **k: translated.append(1) or (0, [])
+    )
+    if case == "parent_is_a_file":
+        (tmp_path / "afile").write_text("x")
+        out = tmp_path / "afile" / "out"
+        reason = "Not a directory"
+    else:
+        out = tmp_path / "ro"
+        out.mkdir()
+        if os.geteuid() == 0:  # root writes anywhere: stand in for the refusal
+            monkeypatch.setattr(
+                translate_module.tempfile,
+                "NamedTemporaryFile",
+                lambda **k: (_ for _ in ()).throw(PermissionError(13, "Permission denied")),
+            )
+        else:
+            out.chmod(0o555)
+        reason = "Permission denied"
+    line = one_line_error(
+        gantrans(
+            "translate",
+            f"ckpt={tiny_ckpt}",
+            f"input={abc_folder}",
+            f"output={out}",
+            "progress=false",
+        )
+    )
+    assert line == (
+        f"gantrans translate: error: cannot write into {out} ({reason}): choose another output= "
+        "or fix its permissions"
+    )
+    assert not translated
+
+
+def test_one_file_onto_a_folder_of_its_name_stops_before_translating(
+    gantrans, abc_folder, tiny_ckpt, tmp_path
+):
+    out = tmp_path / "out"
+    (out / "b.jpg").mkdir(parents=True)
+    line = one_line_error(
+        gantrans(
+            "translate", f"ckpt={tiny_ckpt}", f"input={abc_folder / 'b.jpg'}", f"output={out}/"
+        )
+    )
+    assert line == (
+        f"gantrans translate: error: cannot write {out / 'b.jpg'} (a folder of that name is in "
+        "the way): choose another output="
+    )
+
+
+def _malformed(ckpt: dict, case: str) -> dict:
+    gen = ckpt["arch"]["generator"]
+    return {
+        "arch_not_a_dict": {**ckpt, "arch": "resnet"},
+        "generator_not_a_dict": {**ckpt, "arch": {**ckpt["arch"], "generator": 5}},
+        "ngf_a_string": {**ckpt, "arch": {**ckpt["arch"], "generator": {**gen, "ngf": "a"}}},
+        "unknown_name": {**ckpt, "arch": {**ckpt["arch"], "generator": {**gen, "name": "x"}}},
+        "empty_generator": {**ckpt, "arch": {**ckpt["arch"], "generator": {}}},
+        "models_a_list": {**ckpt, "models": [1]},
+        "weights_a_string": {**ckpt, "models": {**ckpt["models"], "G_A": "x"}},
+        "directions_a_list": {**ckpt, "directions": ["AtoB"]},
+    }[case]
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["arch_not_a_dict", "generator_not_a_dict", "ngf_a_string", "unknown_name",
+     "empty_generator", "models_a_list", "weights_a_string", "directions_a_list"],
+)  # fmt: skip
+def test_a_malformed_checkpoint_with_the_marker_is_one_short_line(
+    gantrans, abc_folder, tiny_ckpt, tmp_path, case
+):
+    bad = tmp_path / "bad.pt"
+    torch.save(_malformed(torch.load(tiny_ckpt, weights_only=True), case), bad)
+    line = one_line_error(gantrans("translate", f"ckpt={bad}", f"input={abc_folder}"))
+    assert line.startswith(f"gantrans translate: error: {bad}")
+    assert len(line) - len(str(bad)) < 200, line
+
+
+def test_random_bytes_and_unsafe_pickles_never_suggest_an_unsafe_load(
+    gantrans, abc_folder, tmp_path
+):
+    rand = tmp_path / "random.pt"
+    rand.write_bytes(torch.randint(0, 256, (5000,), generator=torch.Generator().manual_seed(1),
+                                   dtype=torch.uint8).numpy().tobytes())  # fmt: skip
+    line = one_line_error(gantrans("translate", f"ckpt={rand}", f"input={abc_folder}"))
+    assert line == (
+        f"gantrans translate: error: cannot read checkpoint {rand}: the file is truncated or not "
+        "a PyTorch checkpoint (bad pickle data)"
+    )
+
+    class Evil:
+        def __reduce__(self):
+            return (Path.touch, (tmp_path / "pwned",))
+
+    evil = tmp_path / "evil.pt"
+    torch.save({"x": Evil()}, evil, pickle_module=pickle)
+    line = one_line_error(gantrans("translate", f"ckpt={evil}", f"input={abc_folder}"))
+    assert line.startswith(f"gantrans translate: error: refusing to load {evil}: it holds Python")
+    assert "weights_only" not in line and len(line) - len(str(evil)) < 200, line
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_a_checkpoint_folder_points_at_its_own_latest(gantrans, abc_folder, tiny_ckpt, tmp_path):
+    folder = tmp_path / "run" / "checkpoints"
+    folder.mkdir(parents=True)
+    (folder / "latest.pt").write_bytes(tiny_ckpt.read_bytes())
+    for given in (folder, folder.parent):
+        line = one_line_error(gantrans("translate", f"ckpt={given}", f"input={abc_folder}"))
+        assert line.endswith(f"such as {folder / 'latest.pt'}"), line
+
+
+def test_a_tile_in_exponent_notation_is_a_side_not_an_error(
+    gantrans, abc_folder, tiny_ckpt, tmp_path
+):
+    from gantrans.applying import parse_tile
+
+    assert parse_tile(1e9) == parse_tile("1000000000.0") == 1_000_000_000
+    code, _, err = gantrans(
+        "translate", f"ckpt={tiny_ckpt}", f"input={abc_folder}", f"output={tmp_path / 'o'}",
+        "tile=1e9", "progress=false",
+    )  # fmt: skip
+    assert code == 0, err
+    assert "tile=2.5 is not a tile size" in one_line_error(
+        gantrans("translate", f"ckpt={tiny_ckpt}", f"input={abc_folder}", "tile=2.5")
+    )
+
+
+def test_a_missing_input_is_reported_before_the_checkpoint_is_loaded(
+    gantrans, tmp_path, monkeypatch
+):
+    import gantrans.translate as translate_module
+
+    def no_load(*args, **kwargs):
+        raise AssertionError("the checkpoint was loaded before the input was checked")
+
+    monkeypatch.setattr(translate_module, "load_generator", no_load)
+    line = one_line_error(
+        gantrans("translate", "ckpt=pretrained:horse2zebra", f"input={tmp_path / 'nope'}")
+    )
+    assert "does not exist" in line

@@ -62,12 +62,13 @@ def parse_tile(tile: object) -> str | int:
     if text in ("none", "null", "false", "0"):
         return "off"
     try:
-        value = int(text)
+        number = float(text)  # tile=1e9 arrives from the command line as a float
     except ValueError:
-        value = 0
-    if value <= 0:
-        raise ConfigError(f"tile={tile} is not a tile size: use auto, off or a side in pixels")
-    return value
+        number = 0.0
+    shown = f"{tile:g}" if isinstance(tile, float) else tile
+    if not math.isfinite(number) or number <= 0 or number != int(number):
+        raise ConfigError(f"tile={shown} is not a tile size: use auto, off or a side in pixels")
+    return int(number)
 
 
 @dataclass(frozen=True)
@@ -133,10 +134,13 @@ class Translator:
     def net(self) -> nn.Module:
         return self.runner.net
 
-    def _tiling(self, side: int, batch: int, overlap: int | None = None) -> Tiling:
+    def _tiling(
+        self, side: int, batch: int, overlap: int | None = None, stats_pixels: int | None = None
+    ) -> Tiling:
         o = self.options
         overlap = o.overlap if overlap is None else overlap
-        return Tiling(side, overlap, o.blend, o.tile_stats, o.stats_pixels, batch)
+        stats = o.stats_pixels if stats_pixels is None else stats_pixels
+        return Tiling(side, overlap, o.blend, o.tile_stats, stats, batch)
 
     def _memory(self) -> tuple[float, int]:
         """(bytes per pixel of a forward pass, budget in bytes), measured once."""
@@ -178,7 +182,9 @@ class Translator:
                     tiles = 1
                     side = auto_tile(budget, per_pixel, self.multiple, tiles)
                 overlap = min(self.options.overlap, side // 4)  # a small budget: less overlap
-                plan = Plan(self._tiling(side, tiles, overlap), 1, self.multiple)
+                # the pass that gathers the statistics fits the budget too
+                stats = min(self.options.stats_pixels, max(64 * 64, int(budget // per_pixel)))
+                plan = Plan(self._tiling(side, tiles, overlap, stats), 1, self.multiple)
                 log.info(
                     "%dx%d does not fit in %s whole: tiles of %d px, overlap %d",
                     w,

@@ -24,8 +24,10 @@ Other modules use the accessors below (`generator_arch`, `generator_weights`, ..
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import pickle
+import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +37,8 @@ import torch
 from torch import nn
 
 from gantrans.errors import CheckpointError
+
+log = logging.getLogger("gantrans")
 
 CHECKPOINT_FORMAT = "gantrans-checkpoint"
 CHECKPOINT_VERSION = 2
@@ -267,14 +271,71 @@ def save_atomic(obj: Any, path: str | Path) -> None:
         pass
 
 
+def _folder_hint(path: Path) -> Path:
+    """The checkpoint a user most likely meant by a folder: its own latest.pt, or its run's."""
+    for candidate in (path / LATEST, path / "checkpoints" / LATEST):
+        if candidate.is_file():
+            return candidate
+    return path / LATEST if path.name == "checkpoints" else path / "checkpoints" / LATEST
+
+
+def _unpickler_reason(exc: BaseException) -> str:
+    """What the safe unpickler objected to, in a few words (its message runs to 500 characters
+    and advises a load that would run the file's code)."""
+    text = " ".join(str(exc).split())
+    found = re.search(r"Unsupported global: GLOBAL (\S+)", text)
+    if found:
+        return found.group(1)
+    found = re.search(r"WeightsUnpickler error: (.+?)(?: Check the documentation|$)", text)
+    return found.group(1).strip()[:80] if found else ""
+
+
+_TEMPORARY = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")  # what save_atomic writes before its rename
+
+
+def remove_interrupted_saves(folder: str | Path) -> list[Path]:
+    """Delete the temporary files that `save_atomic` leaves when it is killed mid-write (each
+    can be as large as a checkpoint), with a note in the log; returns what was removed.
+
+    Call it only where no save is running (the start of a run, on its main process).
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    removed, size = [], 0
+    for path in sorted(folder.glob(".*.tmp")):
+        if not _TEMPORARY.match(path.name) or not path.is_file():
+            continue
+        try:
+            size += path.stat().st_size
+            path.unlink()
+        except OSError as exc:
+            log.warning("cannot remove %s, left by an interrupted save: %s", path, exc.strerror)
+            continue
+        removed.append(path)
+    if removed:
+        log.info(
+            "removed %d temporary file(s) (%.1f MB) left in %s by an interrupted save: %s",
+            len(removed),
+            size / 2**20,
+            folder,
+            ", ".join(p.name for p in removed),
+        )
+    return removed
+
+
 def load_file(path: str | Path, map_location: str | torch.device = "cpu") -> Any:
-    """torch.load with weights_only=True, turning every way a file can be bad into one line."""
+    """torch.load with weights_only=True, turning every way a file can be bad into one line.
+
+    The detail of a refusal or a read error goes to the debug log, never into the message, so
+    the line stays short and never suggests a load that is not safe.
+    """
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"checkpoint {path} does not exist: check the ckpt= path")
     if path.is_dir():
         raise CheckpointError(
-            f"checkpoint {path} is a folder: point ckpt= at a .pt file such as {path / 'checkpoints' / LATEST}"
+            f"checkpoint {path} is a folder: point ckpt= at a .pt file such as {_folder_hint(path)}"
         )
     if path.stat().st_size == 0:
         raise CheckpointError(
@@ -283,17 +344,23 @@ def load_file(path: str | Path, map_location: str | torch.device = "cpu") -> Any
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else "unsafe content"
-        if "Weights only load failed" in str(exc):
-            reason = "it holds Python objects that a safe load refuses to run"
+        log.debug("torch.load(%s, weights_only=True): %s", path, exc)
+        reason = _unpickler_reason(exc)
+        if "Unsupported global" in str(exc):
+            raise CheckpointError(
+                f"refusing to load {path}: it holds Python objects ({reason}) that a safe load "
+                "refuses to run; only load checkpoints from sources you trust"
+            ) from None
         raise CheckpointError(
-            f"refusing to load {path}: {reason}; only load checkpoints from sources you trust"
-        ) from exc
+            f"cannot read checkpoint {path}: the file is truncated or not a PyTorch checkpoint "
+            "(bad pickle data)"
+        ) from None
     except Exception as exc:  # noqa: BLE001 -- random bytes fail in many ways inside the unpickler
+        log.debug("torch.load(%s, weights_only=True): %s", path, exc)
         raise CheckpointError(
             f"cannot read checkpoint {path}: the file is truncated or not a PyTorch checkpoint "
             f"({type(exc).__name__})"
-        ) from exc
+        ) from None
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
@@ -322,7 +389,19 @@ def check_checkpoint(ckpt: Any, path: str | Path) -> dict:
         raise CheckpointError(
             f"{path} is an incomplete gantrans checkpoint (missing {', '.join(missing)})"
         )
-    absent = [n for n in ckpt.get("directions", V1_DIRECTIONS).values() if n not in ckpt["models"]]
+    names = ckpt.get("directions", V1_DIRECTIONS)
+    if (
+        not isinstance(ckpt["arch"], dict)
+        or not isinstance(ckpt["arch"].get("generator"), dict)
+        or not isinstance(ckpt["models"], dict)
+        or not isinstance(names, dict)
+        or not all(isinstance(n, str) for n in names.values())
+    ):
+        raise CheckpointError(
+            f"{path} is a malformed gantrans checkpoint (its arch, models or directions): the "
+            "file is damaged or was not written by `gantrans train`"
+        )
+    absent = [n for n in names.values() if n not in ckpt["models"]]
     if absent:
         raise CheckpointError(
             f"{path} is an incomplete gantrans checkpoint (no {absent[0]} weights)"
@@ -330,16 +409,31 @@ def check_checkpoint(ckpt: Any, path: str | Path) -> dict:
     return ckpt
 
 
+def build_network(build, arch: Any, what: str, path: str | Path) -> nn.Module:
+    """`build(arch)`, with a one-line CheckpointError when the recorded architecture is
+    malformed (a damaged or hand-made file)."""
+    try:
+        return build(arch)
+    except (ValueError, TypeError, KeyError, AttributeError, IndexError) as exc:
+        log.debug("%s: building %s from %r: %s", path, what, arch, exc)
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:100]
+        raise CheckpointError(
+            f"{path} records a malformed {what} ({first}): the file is damaged or was not "
+            "written by `gantrans train`"
+        ) from None
+
+
 def load_state(net: nn.Module, state: dict, what: str, path: str | Path) -> None:
     """load_state_dict with a one-line error when the architecture does not match."""
     try:
         net.load_state_dict(state)
-    except RuntimeError as exc:
-        first = str(exc).strip().splitlines()[0]
+    except (RuntimeError, TypeError, AttributeError, ValueError, KeyError) as exc:
+        log.debug("%s: loading the weights of %s: %s", path, what, exc)
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:100]
         raise CheckpointError(
             f"{path}: the weights of {what} do not fit the architecture ({first}); "
             "the checkpoint was trained with another model configuration"
-        ) from exc
+        ) from None
 
 
 def find_latest(run_dir: str | Path) -> Path | None:

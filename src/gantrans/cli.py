@@ -112,6 +112,8 @@ def _one_line(exc: BaseException) -> str:
         if first not in seen:
             parts.append(first)
             seen.add(first)
+        if isinstance(exc, GantransError):
+            break  # its message is complete: what lies beneath is detail for the log, not the line
         exc = exc.__cause__
     return " - ".join(parts)
 

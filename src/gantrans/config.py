@@ -484,7 +484,10 @@ class ServeConfig:
     tile: str = "auto"  # as for translate: large uploads are translated in blended tiles
     overlap: int = 64
     max_upload_mb: float = 25.0  # larger uploads are refused
-    max_pixels: int = 40000000  # larger images (once decoded) are refused
+    max_pixels: int | None = None  # larger images are refused (default: what memory_gb holds)
+    memory_gb: float = 2.0  # one upload at a time is decoded, translated (tiled) and encoded in it
+    token: str | None = "auto"  # auto: a random one printed in the URL unless on 127.0.0.1 | off
+    allowed_hosts: list[str] = field(default_factory=list)  # more names the page answers to
 
 
 @dataclass

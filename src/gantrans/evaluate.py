@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -597,6 +598,7 @@ def evaluate_checkpoint(cfg: DictConfig) -> dict[str, Any]:
     wanted = [cfg.direction] if cfg.direction else available
     # every generator whatever is asked: the reverse one gives the reconstructions
     generators = {d: generator_of(ckpt, d, ckpt_path)[0].to(device) for d in available}
+    check_inputs(dataset, channels, out_dir)
     evaluator = _evaluator(cfg, dataset, channels, device)
     scores, images = evaluator.run(generators)
     if cfg.direction:
@@ -626,16 +628,45 @@ def _suffixes(direction: str) -> tuple[str, str]:
     return (direction, src)  # fid_AtoB ..., and cycle_*_A
 
 
-def read_translations(
-    folder: Path, evaluator: Evaluator, direction: str, limit: int | None, progress: bool
-) -> tuple[torch.Tensor, list[str], int]:
-    """The images of a folder at the evaluator's size: (N, C, H, W), their names, and how many
-    had to be resized."""
+def _check_translations(folder: Path) -> list[Path]:
+    """The image files of a folder of translations; one line if there are too few to score."""
     if not folder.is_dir():
         raise DataError(f"translations={folder} is not a folder: point it at translated images")
     files = list_images(folder)
     if not files:
         raise DataError(f"translations={folder} holds no images (.jpg, .png, .bmp, .webp)")
+    if len(files) < MIN_TEST_IMAGES:
+        raise DataError(
+            f"translations={folder} has {len(files)} image(s): scoring needs at least "
+            f"{MIN_TEST_IMAGES}"
+        )
+    return files
+
+
+def check_inputs(dataset: dict, channels: int, out_dir: Path) -> None:
+    """What the user gave that could still fail, checked before any judge is trained: the
+    dataset's test images are there, and the report's folder can be written."""
+    build_domains(dataset, "test", channels)  # one line for a dataset that is not there
+    existing = out_dir.absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent  # the folder the report's folders would be made in
+    reason = None
+    if not existing.is_dir():
+        reason = f"{existing} is a file"
+    elif not os.access(existing, os.W_OK | os.X_OK):
+        reason = f"{existing} is not writable"
+    if reason:
+        raise ConfigError(
+            f"cannot write the report into {out_dir} ({reason}): choose another output_dir="
+        )
+
+
+def read_translations(
+    folder: Path, evaluator: Evaluator, direction: str, limit: int | None, progress: bool
+) -> tuple[torch.Tensor, list[str], int]:
+    """The images of a folder at the evaluator's size: (N, C, H, W), their names, and how many
+    had to be resized."""
+    files = _check_translations(folder)
     files = [files[i] for i in _spaced(len(files), limit)]
     src, _ = _domains(direction)
     side = tuple(evaluator.real[src].shape[-2:])
@@ -682,6 +713,8 @@ def evaluate_folder(cfg: DictConfig) -> dict[str, Any]:
     channels = int(dataset.get("channels", 3))
     folder = Path(cfg.translations)
     out_dir = Path(cfg.output_dir) if cfg.output_dir else Path("eval") / folder.resolve().name
+    _check_translations(folder)
+    check_inputs(dataset, channels, out_dir)
     evaluator = _evaluator(cfg, dataset, channels, device)
     direction = cfg.direction
     src, _ = _domains(direction)

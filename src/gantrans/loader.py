@@ -9,7 +9,13 @@ import torch
 from torch import nn
 
 from gantrans import checkpoint
-from gantrans.checkpoint import check_checkpoint, is_gantrans_checkpoint, load_file, load_state
+from gantrans.checkpoint import (
+    build_network,
+    check_checkpoint,
+    is_gantrans_checkpoint,
+    load_file,
+    load_state,
+)
 from gantrans.errors import CheckpointError
 from gantrans.models import build_generator
 from gantrans.pretrained import PREFIX, fetch, is_pretrained, reverse_of
@@ -28,7 +34,7 @@ def generator_of(ckpt: dict, direction: str, path: str | Path) -> tuple[nn.Modul
     if checkpoint.generates(ckpt):
         raise checkpoint.not_a_translator(ckpt, path)
     arch = checkpoint.generator_arch(ckpt)
-    net = build_generator(arch)
+    net = build_network(build_generator, arch, "generator", path)
     load_state(net, checkpoint.generator_weights(ckpt, direction, path), direction, path)
     return net.eval(), arch
 
@@ -102,7 +108,7 @@ def load_sampler(path: str | Path, device: torch.device) -> tuple[nn.Module, dic
     ckpt = check_checkpoint(obj, path)
     weights = checkpoint.sampler_weights(ckpt, path)
     arch = checkpoint.generator_arch(ckpt)
-    net = build_dcgan_generator(arch)
+    net = build_network(build_dcgan_generator, arch, "generator", path)
     load_state(net, weights, "G", path)
     return net.to(device).eval(), arch, ckpt
 

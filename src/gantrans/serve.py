@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+import ctypes
+import ctypes.util
+import hmac
 import ipaddress
+import json
 import logging
+import re
+import secrets
 import socket
 import tempfile
 import threading
 import uuid
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -29,6 +38,10 @@ log = logging.getLogger("gantrans")
 
 NOT_AN_IMAGE = "is not an image this page can read (PNG, JPEG, BMP, WebP, TIFF)"
 INSTALL = 'gantrans serve needs Starlette and uvicorn: pip install "gantrans[serve]"'
+IMAGE_BYTES_PER_PIXEL = 48  # decoded input, output, the PNG encoder's copies and the tiles' buffers
+NETWORK_OVERHEAD = 4  # a pass on the CPU takes up to 4x the activations gantrans.tiling counts
+MAX_WAITING = 8  # uploads held in memory while one is translated; more are asked to retry
+LOCAL_NAMES = ("localhost",)
 
 
 @dataclass
@@ -67,7 +80,20 @@ def load_models(
         if other is not None and not _same_weights(net, other):
             translators["BtoA"] = Translator(other, other_arch, device, precision, options)
         models.append(Model(str(i), _label(ckpt, ckpts), translators))
+    for model in models:
+        for translator in model.translators.values():
+            warm_up(translator)
     return models
+
+
+def warm_up(translator: Translator) -> None:
+    """Run one small image through `translator`: the compute libraries set up their threads and
+    kernels now, as part of the server's own footprint, rather than within the first upload's
+    memory budget (and a network that cannot run fails at start)."""
+    side = max(64, translator.multiple)
+    source = torch.zeros(translator.in_channels, side, side)
+    out = torch.empty(translator.out_channels, side, side)
+    translator.translate(source, lambda crop: crop, out, lambda unit: unit)
 
 
 def _label(ckpt: str, ckpts: list[str]) -> str:
@@ -125,43 +151,178 @@ class TranslateService:
         out_path = self.workdir / f"{uuid.uuid4().hex}.png"
         try:
             path.write_bytes(data)
-            try:
-                with Image.open(path) as img:
-                    pixels = img.size[0] * img.size[1]
-                picture = (
-                    None if pixels > self.max_pixels else read_picture(path, translator.in_channels)
-                )
-            except Exception as exc:  # PIL raises many types on non-images
-                raise DataError(NOT_AN_IMAGE) from exc
-            if picture is None:
-                raise DataError(
-                    f"has {pixels / 1e6:.0f} MP, more than this page's limit of "
-                    f"{self.max_pixels / 1e6:.0f} MP"
-                )
-            h, w = picture.size
-            depth = output_depth("same", picture, translator.out_channels)
-            lo, hi = output_range(picture, depth)
-            sample = from_unit(torch.zeros(1, 1, 1), depth, lo, hi)
-            out = torch.empty((translator.out_channels, h, w), dtype=sample.dtype)
-            with self.lock:
-                translator.translate(
-                    picture.pixels,
-                    lambda crop: picture.to_unit(crop, translator.in_channels),
-                    out,
-                    lambda unit: from_unit(unit, depth, lo, hi),
-                )
-            save_picture(out, depth, picture.alpha, out_path)
-            return out_path.read_bytes(), f"{w}x{h}, {depth}-bit"
+            with self.lock:  # decoding, translating and encoding: one upload at a time
+                try:
+                    return self._translate_file(path, out_path, translator)
+                finally:
+                    release_freed_memory()
         finally:
             path.unlink(missing_ok=True)
             out_path.unlink(missing_ok=True)
+
+    def _too_large(self, pixels: int) -> DataError:
+        return DataError(
+            f"has {pixels / 1e6:.0f} MP, more than this page's limit of "
+            f"{self.max_pixels / 1e6:.0f} MP"
+        )
+
+    def _translate_file(self, path: Path, out_path: Path, translator: Translator):
+        try:
+            with Image.open(path) as img:
+                pixels = img.size[0] * img.size[1]
+        except Image.DecompressionBombError as exc:  # over Pillow's own limit: still a size
+            found = re.search(r"\((\d+) pixels\)", str(exc))
+            raise self._too_large(int(found.group(1)) if found else self.max_pixels + 1) from None
+        except Exception as exc:  # PIL raises many types on non-images
+            raise DataError(NOT_AN_IMAGE) from exc
+        if pixels > self.max_pixels:
+            raise self._too_large(pixels)
+        try:
+            picture = read_picture(path, translator.in_channels)
+        except Exception as exc:  # a header that decodes, then data that does not
+            raise DataError(NOT_AN_IMAGE) from exc
+        h, w = picture.size
+        depth = output_depth("same", picture, translator.out_channels)
+        lo, hi = output_range(picture, depth)
+        sample = from_unit(torch.zeros(1, 1, 1), depth, lo, hi)
+        out = torch.empty((translator.out_channels, h, w), dtype=sample.dtype)
+        translator.translate(
+            picture.pixels,
+            lambda crop: picture.to_unit(crop, translator.in_channels),
+            out,
+            lambda unit: from_unit(unit, depth, lo, hi),
+        )
+        save_picture(out, depth, picture.alpha, out_path)
+        return out_path.read_bytes(), f"{w}x{h}, {depth}-bit"
+
+
+class Guard:
+    """ASGI middleware that lets through only the page's own requests and the user's scripts.
+
+    - Host must name the address served on (against DNS rebinding, where another site's name
+      resolves to this machine): on a loopback address, localhost names and loopback IPs; on
+      another interface, IP addresses, this machine's name and `allowed_hosts`; and the port.
+    - A request that carries an Origin (every browser POST does) must come from the page itself:
+      another web page cannot drive it. A script that sends none (curl, Python) is let through.
+    - With a token, every request must carry it: `?token=` in the URL, an `Authorization: token
+      ...` header, or the cookie the page gets on its first visit.
+
+    Refusals are 403 with a one-line JSON error and never reach the app (the body is not read).
+    """
+
+    def __init__(
+        self, app, host: str, port: int, token: str | None = None, allowed_hosts=()
+    ) -> None:
+        self.app, self.port, self.token = app, port, token
+        self.cookie = f"gantrans_token_{port}"  # cookies are shared across ports: one per server
+        self.allowed = {h.lower().strip("[]") for h in allowed_hosts}
+        self.loopback = _is_loopback(host)
+        self.names = {socket.gethostname().lower(), f"{socket.gethostname().lower()}.local"}
+
+    def host_ok(self, header: str) -> bool:
+        """Whether a Host header names this server."""
+        match = re.fullmatch(r"(\[[0-9a-fA-F:.]+\]|[^:\[\]]+)(?::(\d+))?", header.strip())
+        if match is None:
+            return False
+        name, port = match.group(1).lower().strip("[]").rstrip("."), match.group(2)
+        if int(port or 80) != self.port:
+            return False
+        if name in self.allowed or name in LOCAL_NAMES or name.endswith(".localhost"):
+            return True
+        try:
+            address = ipaddress.ip_address(name)
+        except ValueError:
+            return not self.loopback and name in self.names
+        return address.is_loopback or not self.loopback
+
+    def token_ok(self, scope: dict, headers: dict[str, str]) -> bool:
+        """Whether the request carries the token (always true without one)."""
+        if self.token is None:
+            return True
+        from urllib.parse import parse_qs
+
+        given = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("token", [""])[0]
+        auth = headers.get("authorization", "")
+        if not given and auth.lower().startswith(("token ", "bearer ")):
+            given = auth.split(None, 1)[1].strip()
+        if not given:
+            for part in headers.get("cookie", "").split(";"):
+                key, _, value = part.strip().partition("=")
+                if key == self.cookie:
+                    given = value
+        return hmac.compare_digest(given.encode(), self.token.encode())
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        host = headers.get("host", "")
+        origin = headers.get("origin")
+        if not self.host_ok(host):
+            await _refuse(send, f"Host {host[:80]!r} is not this server: open the page by its "
+                          "address (http://127.0.0.1:PORT or the one it printed)")  # fmt: skip
+        elif origin is not None and origin not in (f"http://{host}", f"https://{host}"):
+            await _refuse(send, f"requests from {origin[:80]} are refused: only this server's "
+                          "own page (or a script that sends no Origin) may use it")  # fmt: skip
+        elif not self.token_ok(scope, headers):
+            await _refuse(send, "this server needs its token: open the URL it printed at start "
+                          "(…/?token=…) or send 'Authorization: token …'")  # fmt: skip
+        elif self.token is not None:
+            await self.app(scope, receive, self._with_cookie(send))
+        else:
+            await self.app(scope, receive, send)
+
+    def _with_cookie(self, send: Callable) -> Callable[[dict], Awaitable[None]]:
+        """`send` that gives the page the token as a cookie, so its own requests carry it."""
+
+        async def wrapped(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                cookie = f"{self.cookie}={self.token}; Path=/; HttpOnly; SameSite=Strict"
+                message = {**message, "headers": [*message.get("headers", []),
+                           (b"set-cookie", cookie.encode("latin-1"))]}  # fmt: skip
+            await send(message)
+
+        return wrapped
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() in LOCAL_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+async def _refuse(send: Callable, message: str) -> None:
+    body = json.dumps({"error": message}).encode()
+    await send({"type": "http.response.start", "status": 403,
+                "headers": [(b"content-type", b"application/json"),
+                            (b"content-length", str(len(body)).encode())]})  # fmt: skip
+    await send({"type": "http.response.body", "body": body})
+
+
+def release_freed_memory() -> None:
+    """Hand the heap's freed pages back to the system (glibc's malloc_trim), so uploads of
+    different sizes do not ratchet the server's footprint up; a no-op elsewhere."""
+    global _malloc_trim
+    if _malloc_trim is None:
+        try:
+            _malloc_trim = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+        except (OSError, AttributeError):
+            _malloc_trim = False
+    if _malloc_trim:
+        _malloc_trim(0)
+
+
+_malloc_trim = None
 
 
 def build_app(service: TranslateService):
     """The Starlette app: the page, the list of models, and the translate endpoint."""
     try:
         from starlette.applications import Starlette
-        from starlette.concurrency import run_in_threadpool
         from starlette.requests import ClientDisconnect
         from starlette.responses import HTMLResponse, JSONResponse, Response
         from starlette.routing import Route
@@ -179,7 +340,21 @@ def build_app(service: TranslateService):
     def error(status: int, message: str) -> JSONResponse:
         return JSONResponse({"error": message}, status_code=status)
 
+    # every translation on one thread: its buffers reuse one allocator arena instead of each
+    # pool thread keeping its own high-water mark
+    worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gantrans-translate")
+    waiting = {"uploads": 0}  # requests past the guard whose body is held in memory
+
     async def translate(request):
+        if waiting["uploads"] >= MAX_WAITING + 1:
+            return error(503, "the server is busy with other uploads: try again in a moment")
+        waiting["uploads"] += 1
+        try:
+            return await receive_and_translate(request)
+        finally:
+            waiting["uploads"] -= 1
+
+    async def receive_and_translate(request):
         name = request.query_params.get("name", "upload")[:200]
         limit = service.max_upload_bytes
         mb = f"{limit / 2**20:.3g} MB"
@@ -200,8 +375,9 @@ def build_app(service: TranslateService):
         model_id = request.query_params.get("model", "0")
         direction = request.query_params.get("direction", "AtoB")
         try:
-            png, info = await run_in_threadpool(
-                service.translate, b"".join(chunks), model_id, direction
+            loop = asyncio.get_running_loop()
+            png, info = await loop.run_in_executor(
+                worker, service.translate, b"".join(chunks), model_id, direction
             )
         except DataError as exc:
             return error(415, f"{name} {exc}")
@@ -239,6 +415,24 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def pixel_limit(memory_gb: float) -> int:
+    """The default `max_pixels`: what half of the memory budget holds (the other half is the
+    network's, its passes tiled to fit)."""
+    return int(memory_gb / 2 * 2**30 / IMAGE_BYTES_PER_PIXEL)
+
+
+def resolve_token(token: str | None, host: str) -> str | None:
+    """`token=`: auto (a random one unless the page is on a loopback address), off, or a value."""
+    text = "off" if token is None else str(token).strip()
+    if text.lower() in ("off", "none", "null", "false", ""):
+        return None
+    if text.lower() == "auto":
+        return None if _is_loopback(host) else secrets.token_urlsafe(24)
+    if len(text) < 8:
+        raise ConfigError("token= is too short to protect anything: use 8 characters or more")
+    return text
+
+
 def serve(
     *,
     ckpt: str | list[str],
@@ -249,9 +443,17 @@ def serve(
     tile: str = "auto",
     overlap: int = 64,
     max_upload_mb: float = 25.0,
-    max_pixels: int = 40_000_000,
+    max_pixels: int | None = None,
+    memory_gb: float = 2.0,
+    token: str | None = "auto",
+    allowed_hosts: list[str] | None = None,
 ) -> None:
-    """Load the checkpoints and serve the page until interrupted (Ctrl-C)."""
+    """Load the checkpoints and serve the page until interrupted (Ctrl-C).
+
+    One upload is decoded, translated and encoded at a time within `memory_gb`: half for the
+    network's passes (tiled to fit), half for the image's buffers, which sets the default
+    `max_pixels`.
+    """
     try:
         import uvicorn
     except ImportError:
@@ -259,10 +461,15 @@ def serve(
     ckpts = [ckpt] if isinstance(ckpt, str) else [str(c) for c in ckpt]
     if not ckpts:
         raise ConfigError("ckpt is empty: pass ckpt=PATH or ckpt=[a.pt,b.pt]")
+    if memory_gb <= 0:
+        raise ConfigError(f"memory_gb={memory_gb} must be positive (GiB for one translation)")
+    if max_pixels is None:
+        max_pixels = pixel_limit(memory_gb)
     if max_upload_mb <= 0 or max_pixels <= 0:
         raise ConfigError("max_upload_mb and max_pixels must be positive")
     if not 0 <= port <= 65535:
         raise ConfigError(f"port={port} is not a port: use 1-65535 (or 0 for any free port)")
+    secret = resolve_token(token, host)
     dev = resolve_device(device)
     precision = resolve_precision(dev, precision)
     check_precision(dev, precision)
@@ -272,22 +479,29 @@ def serve(
         raise GantransError(INSTALL) from None
     sock = bind(host, port)
     try:
-        models = load_models(
-            ckpts, dev, precision, ApplyOptions(batch_size=1, tile=tile, overlap=overlap)
-        )
+        network_gb = memory_gb / 2 / NETWORK_OVERHEAD  # the passes are tiled to fit this
+        options = ApplyOptions(batch_size=1, tile=tile, overlap=overlap, memory_gb=network_gb)
+        models = load_models(ckpts, dev, precision, options)
         with tempfile.TemporaryDirectory(prefix="gantrans-serve-") as tmp:
             service = TranslateService(models, Path(tmp), int(max_upload_mb * 2**20), max_pixels)
-            app = build_app(service)
             bound_host, bound_port = sock.getsockname()[:2]
+            app = Guard(build_app(service), bound_host, bound_port, secret, allowed_hosts or ())
             shown = f"[{bound_host}]" if ":" in bound_host else bound_host
             for m in models:
                 log.info("model %s: %s", m.name, ", ".join(m.translators))
+            log.info(
+                "memory: one upload at a time, up to %.0f MP, within %.3g GiB (memory_gb)",
+                max_pixels / 1e6,
+                memory_gb,
+            )
             if not ipaddress.ip_address(bound_host).is_loopback:
                 log.warning(
-                    "listening on %s: anyone who can reach this machine can use the page",
+                    "listening on %s: anyone who can reach this machine can use the page%s",
                     bound_host,
+                    " (with the token)" if secret else "",
                 )
-            log.info("serving on http://%s:%d (Ctrl-C stops)", shown, bound_port)
+            query = f"/?token={secret}" if secret else ""
+            log.info("serving on http://%s:%d%s (Ctrl-C stops)", shown, bound_port, query)
             config = uvicorn.Config(app, log_level="warning", access_log=False)
             uvicorn.Server(config).run(sockets=[sock])
     finally:

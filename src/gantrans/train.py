@@ -27,7 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from gantrans import distributed
-from gantrans.checkpoint import LATEST, find_latest, load_checkpoint
+from gantrans.checkpoint import LATEST, find_latest, load_checkpoint, remove_interrupted_saves
 from gantrans.config import TrainConfig, prepare_train_config, to_plain
 from gantrans.data import (
     PairedDataset,
@@ -211,6 +211,8 @@ def start(cfg: TrainConfig, run_dir: Path, di: DistInfo) -> Run:
         dev = torch.device("cuda", di.local_rank)  # one GPU per process
     latest = run_dir / "checkpoints" / LATEST
     resume_path = _resume_source(cfg, run_dir, latest, di)
+    if di.is_main:
+        remove_interrupted_saves(latest.parent)  # a kill -9 during a save leaves its temp file
     torch.manual_seed(cfg.seed)
     data = build_data(cfg, di, dev)
     t = cfg.train

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import tempfile
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -111,6 +112,42 @@ def _resolve(input: str | None, input_dir: str | None, output: str | None, direc
     return Job(files, out, {p: p.name for p in files}, single=False)
 
 
+WRITE_FAILED = "not written: "  # marks the messages of outputs that could not be written
+
+
+def occupied(dst: Path) -> OSError | None:
+    """Why `dst` cannot take an output file (a folder stands there), or None."""
+    if dst.is_dir():
+        return IsADirectoryError(21, "a folder of that name is in the way")
+    return None
+
+
+def write_failure(src: Path, dst: Path, exc: OSError, strict: bool = False) -> str:
+    """Log (or with `strict`, raise) one line for an output that cannot be written; the
+    message for the summary."""
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    if strict:
+        raise GantransError(f"cannot write {dst} ({reason}): choose another output=")
+    log.error("cannot write %s (%s): %s skipped", dst, reason, src.name)
+    return f"{src.name} ({WRITE_FAILED}{reason})"
+
+
+def check_writable(folder: Path, key: str = "output") -> None:
+    """Create `folder` and check a file can be written in it, or stop with one line before any
+    translation."""
+    try:
+        if folder.exists() and not folder.is_dir():
+            raise NotADirectoryError(20, "it is a file, not a folder")
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = tempfile.NamedTemporaryFile(dir=folder, prefix=".gantrans-", delete=True)
+        probe.close()
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise GantransError(
+            f"cannot write into {folder} ({reason}): choose another {key}= or fix its permissions"
+        ) from None
+
+
 def is_picture(path: Path) -> bool:
     """Whether `translate` reads `path` as an image (by extension; hidden files excluded)."""
     return path.suffix.lower() in PICTURE_EXTENSIONS and not path.name.startswith(".")
@@ -137,10 +174,11 @@ def translate_pictures(
 ) -> tuple[int, list[str]]:
     """Translate image files, whole (same sizes batched) or tiled, at their own bit depth.
 
-    Unreadable files are skipped and reported (with `strict`, the first one raises DataError).
+    Unreadable files and outputs that cannot be written are skipped, each logged in one line,
+    and the others translated (with `strict`, the first one raises a one-line error).
 
     Returns:
-        (images written, one message per file that could not be read).
+        (images written, one message per file that could not be read or written).
     """
     if not paths:
         return 0, []
@@ -162,17 +200,28 @@ def translate_pictures(
     bar = tqdm(total=units, disable=not progress, unit="tile" if tiled else "img", desc=desc)
     channels = translator.in_channels
 
-    def save(path: Path, picture: Picture, out_unit: torch.Tensor | None, values=None) -> None:
+    def save(path: Path, picture: Picture, out_unit: torch.Tensor | None, values=None) -> bool:
         depth = output_depth(bit_depth, picture, translator.out_channels)
         if values is None:
             values = from_unit(out_unit, depth, *output_range(picture, depth))
-        save_picture(values, depth, picture.alpha, output_dir / names[path])
+        dst = output_dir / names[path]
+        try:
+            save_picture(values, depth, picture.alpha, dst)
+        except OSError as exc:
+            failed.append(write_failure(path, dst, exc, strict))
+            return False
+        return True
 
     for (h, w), group in groups.items():
         plan = plans[(h, w)]
         for i in range(0, len(group), plan.batch):
             chunk: list[tuple[Path, Picture]] = []
             for path in group[i : i + plan.batch]:
+                taken = occupied(output_dir / names[path])
+                if taken is not None:  # fails before any work is spent on it
+                    failed.append(write_failure(path, output_dir / names[path], taken, strict))
+                    bar.update(tiles_in(plan, h, w))
+                    continue
                 try:
                     chunk.append((path, read_picture(path, channels, value_range)))
                 except DataError:
@@ -185,8 +234,7 @@ def translate_pictures(
             if plan.tiling is None:
                 batch = torch.stack([p.to_unit(p.pixels, channels) for _, p in chunk])
                 for (path, picture), out_unit in zip(chunk, translator.whole(batch), strict=True):
-                    save(path, picture, out_unit)
-                    written += 1
+                    written += save(path, picture, out_unit)
                 bar.update(len(chunk))
                 continue
             for path, picture in chunk:  # one large image at a time
@@ -202,8 +250,7 @@ def translate_pictures(
                     on_tiles=bar.update,
                     tiling=plan.tiling,
                 )
-                save(path, picture, None, values=out)
-                written += 1
+                written += save(path, picture, None, values=out)
     bar.close()
     return written, failed
 
@@ -253,14 +300,14 @@ def translate_folder(
     dev = resolve_device(device)
     precision = resolve_precision(dev, precision)
     check_precision(dev, precision)
-    net, arch = load_generator(ckpt, direction, dev, progress=progress)
     out_arg = output if output is not None else output_dir
-    job = _resolve(
+    job = _resolve(  # the inputs are checked before the checkpoint is loaded (or downloaded)
         None if input is None else str(input),
         None if input_dir is None else str(input_dir),
         None if out_arg is None else str(out_arg),
         direction,
     )
+    net, arch = load_generator(ckpt, direction, dev, progress=progress)
     videos = [p for p in job.inputs if is_video(p)]
     video_opts = VideoOptions(video_codec, video_crf, temporal_smoothing)
     if videos:
@@ -270,7 +317,11 @@ def translate_folder(
     )
     translator = Translator(net, arch, dev, precision, options)
     _check_outputs(job, translator, output_bit_depth)
-    job.output_dir.mkdir(parents=True, exist_ok=True)
+    check_writable(job.output_dir)
+    if job.single:
+        taken = occupied(job.output_dir / job.names[job.inputs[0]])
+        if taken is not None:
+            write_failure(job.inputs[0], job.output_dir / job.names[job.inputs[0]], taken, True)
 
     pictures = [p for p in job.inputs if is_picture(p)]
     written, failed = translate_pictures(
@@ -286,14 +337,18 @@ def translate_folder(
     )
     done_videos = 0
     for path in videos:
+        dst = job.output_dir / job.names[path]
+        taken = occupied(dst)
+        if taken is not None:
+            failed.append(write_failure(path, dst, taken, job.single))
+            continue
         try:
-            translate_video(
-                translator, path, job.output_dir / job.names[path], video_opts, progress=progress
-            )
+            translate_video(translator, path, dst, video_opts, progress=progress)
             done_videos += 1
         except DataError as exc:
             if job.single:
                 raise
+            log.error("%s", exc)
             failed.append(f"{path.name} ({exc})")
     what = " and ".join(
         [f"{written} image(s)"] * bool(pictures or not videos)
@@ -303,9 +358,21 @@ def translate_folder(
     return job.output_dir, written + done_videos, failed
 
 
+def summary(failed: list[str]) -> str:
+    """The closing line of a run where some files failed: how many could not be read, how many
+    not written, and the first few names."""
+    unwritten = sum(WRITE_FAILED in f for f in failed)
+    unread = len(failed) - unwritten
+    counts = " and ".join(
+        [f"{unread} file(s) could not be read"] * bool(unread)
+        + [f"{unwritten} output(s) could not be written"] * bool(unwritten)
+    )
+    shown = ", ".join(failed[:5]) + (f" and {len(failed) - 5} more" if len(failed) > 5 else "")
+    return f"{counts} and were skipped: {shown}"
+
+
 def main(cfg: DictConfig) -> None:
     """Entry point of `gantrans translate`."""
     _, _, failed = translate_folder(**to_plain(cfg))
     if failed:
-        shown = ", ".join(failed[:5]) + (f" and {len(failed) - 5} more" if len(failed) > 5 else "")
-        raise DataError(f"{len(failed)} file(s) could not be read and were skipped: {shown}")
+        raise DataError(summary(failed))
