@@ -70,13 +70,15 @@ def test_mask_needs_as_many_outputs_as_inputs():
 
 
 def test_the_size_penalty_is_two_sided_around_the_target_area():
-    cfg = compose_train_config([*TINY, "model.mask=true", "loss.mask_area=0.25"])
+    cfg = compose_train_config(
+        [*TINY, "model.mask=true", "loss.mask_area=0.25", "loss.lambda_mask=1"]
+    )
     st = build_training(cfg, torch.device("cpu"))
     method = st.method
     G = method.networks()["G_A"]
     G.masks = [torch.full((2, 1, 4, 4), 0.05), torch.full((1, 1, 4, 4), 0.55)]
     terms = method.mask_terms()
-    # per image |area - 0.25|: 0.2, 0.2, 0.3 -> mean 0.2333, times lambda_mask (1)
+    # per image |area - 0.25|: 0.2, 0.2, 0.3 -> mean 0.2333, times lambda_mask (1; default 10)
     assert terms["mask"].item() == pytest.approx((0.2 + 0.2 + 0.3) / 3)
     assert terms["mask_size"].item() == pytest.approx((0.05 * 2 + 0.55) / 3)
     method.mask_area = None  # one-sided: the area itself
@@ -244,7 +246,9 @@ def test_checkpoints_without_the_new_keys_read_as_their_defaults():
     }
     arch = checkpoint.arch(old)
     assert arch["generator"]["mask"] is False
-    assert arch["discriminator"]["spectral_norm"] is False and arch["discriminator"]["augment"] is None
+    assert (
+        arch["discriminator"]["spectral_norm"] is False and arch["discriminator"]["augment"] is None
+    )
 
 
 # --------------------------------------------------------------------------------------------

@@ -279,14 +279,12 @@ class LossConfig:
     # discriminator steps per generator step (the generator steps every N batches)
     critic_steps: int = 1
     # model.mask only: the masks' size penalty, lambda_mask x |area - mask_area| per image, where
-    # area is the share of the image a generator redraws. Without a target (mask_area null) it
-    # is lambda_mask x area; with the cycle terms that shuts the mask within a hundred steps
-    # (the generator becomes the identity), so a target both ways is the default
-    lambda_mask: float = 1.0
+    # area is the share of the image a generator redraws. A one-sided penalty (mask_area null:
+    # lambda_mask x area), or a weak two-sided one, lets the cycle terms shut the masks within
+    # a hundred steps (the generator becomes the identity); at weight 10, as strong as the cycle
+    # terms, the area holds at its target and the network chooses where it goes
+    lambda_mask: float = 10.0
     mask_area: float | None = 0.25
-    # model.mask only: steps at the start during which the masks are held open (the output is
-    # the drawn content alone), so the content learns to translate before the mask chooses
-    mask_warmup: int = 0
     # R1 penalty (Mescheder et al. 2018): gamma / 2 * E||grad D(real)||^2, applied every
     # r1_every steps with its weight multiplied by r1_every (lazy, as in StyleGAN2); 0 = off
     r1_gamma: float = 0.0
@@ -812,8 +810,6 @@ def _check_quality_options(cfg: DictConfig) -> None:
             f"loss.lambda_mask and loss.r1_gamma must be >= 0 (got {loss.lambda_mask} and "
             f"{loss.r1_gamma})"
         )
-    if loss.mask_warmup < 0:
-        raise ConfigError(f"loss.mask_warmup must be >= 0, got {loss.mask_warmup}")
     if loss.r1_every < 1:
         raise ConfigError(f"loss.r1_every must be >= 1, got {loss.r1_every}")
     if loss.mask_area is not None and not 0 <= loss.mask_area <= 1:

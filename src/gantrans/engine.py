@@ -127,7 +127,6 @@ class TrainState:
     best: dict | None = None  # {"metric", "value", "step"} of checkpoints/best.pt
     ema: GeneratorAverage | None = None  # train.ema
     r1: tuple[float, int] | None = None  # (loss.r1_gamma, loss.r1_every) when R1 is on
-    mask_warmup: int = 0  # loss.mask_warmup: steps with the change masks held open
 
     @contextmanager
     def averaged(self) -> Iterator[None]:
@@ -287,7 +286,7 @@ def build_training(
     return TrainState(
         ema=GeneratorAverage(method, float(t.ema)) if t.ema else None,
         r1=r1,
-        mask_warmup=int(cfg.loss.mask_warmup),
+
         method=method,
         optimizers=optimizers,
         schedulers={
@@ -313,7 +312,6 @@ def train_step(state: TrainState, batch: Batch) -> Terms:
     """
     terms: Terms = {}
     cache: dict = {}  # shared by the phases of this step
-    state.method.hold_masks_open(state.step < state.mask_warmup)
     for phase in state.method.phases(state.step):
         optimizer = state.optimizers[phase.optimizer]
         optimizer.zero_grad(set_to_none=True)

@@ -148,11 +148,6 @@ class Method(nn.Module):
             penalty = (area - self.mask_area).abs().mean()
         return {"mask": penalty * self.lambda_mask, "mask_size": area.mean().detach()}
 
-    def hold_masks_open(self, hold: bool) -> None:
-        """While `hold`, masked generators give their drawn content alone in training mode."""
-        for net in self._masked():
-            net.hold_open = hold
-
     def clear_masks(self) -> None:
         """Forget the masks recorded so far (by passes that no penalty is computed for)."""
         for net in self._masked():

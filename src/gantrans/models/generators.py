@@ -81,17 +81,12 @@ class ChangeMask(nn.Module):
         super().__init__()
         self.masks: list[torch.Tensor] = []
         self.record_masks = False  # also record in eval mode (the image grids)
-        self.hold_open = False  # the output is the drawn content alone (a warm-up, training)
 
     def composite(self, drawn: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """(N, C + 1, H, W) content and mask logit in [-1, 1], input (N, C, H, W) -> output."""
         content, mask = drawn[:, :-1], (drawn[:, -1:] + 1) * 0.5  # mask (N, 1, H, W) in [0, 1]
-        if torch.jit.is_scripting():
-            return mask * content + (1 - mask) * x
-        if self.training or self.record_masks:
+        if not torch.jit.is_scripting() and (self.training or self.record_masks):
             self.masks.append(mask)
-        if self.hold_open and self.training:
-            return content
         return mask * content + (1 - mask) * x
 
     MASK_INIT = 2.0
