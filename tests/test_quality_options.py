@@ -286,3 +286,12 @@ def test_every_panel_key_has_a_direction_of_better():
         assert f"{name}_AtoB" in LOWER_IS_BETTER
     assert LOWER_IS_BETTER["panel_spread_domain_acc_AtoB"] is True
     assert compose_train_config([*TINY]).train.eval_metric == "panel_domain_acc_AtoB"
+
+
+def test_every_metric_key_is_documented():
+    from gantrans.metric_names import LOWER_IS_BETTER, SAMPLES_LOWER_IS_BETTER, base_name
+
+    text = (Path(__file__).parents[1] / "docs" / "evaluation-json.md").read_text()
+    names = {base_name(k) for k in [*LOWER_IS_BETTER, *SAMPLES_LOWER_IS_BETTER]}
+    missing = sorted(n for n in names if f"`{n}`" not in text and n not in ("kid_std",))
+    assert not missing, missing
