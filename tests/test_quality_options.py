@@ -295,3 +295,35 @@ def test_every_metric_key_is_documented():
     names = {base_name(k) for k in [*LOWER_IS_BETTER, *SAMPLES_LOWER_IS_BETTER]}
     missing = sorted(n for n in names if f"`{n}`" not in text and n not in ("kid_std",))
     assert not missing, missing
+
+
+def test_judge_stability_script_runs_end_to_end(gantrans, tmp_path):
+    import json
+
+    from tests.test_scripts import load_script
+
+    inputs = tmp_path / "inputs"
+    code, _, err = gantrans("evaluate", "dataset=shapes", "dataset.test_size=8", "direction=AtoB",
+                            f"export_inputs={inputs}", "progress=false")  # fmt: skip
+    assert code == 0, err
+    script = load_script("judge_stability")
+    out = tmp_path / "stability.json"
+    code = script.main([
+        "dataset=shapes", "dataset.train_size=24", "dataset.test_size=8", "direction=AtoB",
+        f"translations={inputs}", "judge_epochs=1", "progress=false", "--draws", "2",
+        "--fraction", "0.5", "--out", str(out),
+    ])  # fmt: skip
+    assert code == 0
+    result = json.loads(out.read_text())
+    assert len(result["draws"]) == 2 and result["images"] == 8
+    for draw in result["draws"]:
+        assert [j["arch"] for j in draw["judges"]] == ["strided", "pooled", "residual"]
+        assert draw["train_images"] == [12, 12]  # half of each domain's 24
+        rates = [j["domain_acc"] for j in draw["judges"]]
+        assert draw["panel_domain_acc"] == pytest.approx(sum(rates) / 3)
+    assert set(result["range_by_judge"]) == {"strided", "pooled", "residual"}
+    assert 0 <= result["range_of_panel_mean"] <= 1
+    with pytest.raises(SystemExit) as info:  # argparse's own one-line usage error
+        script.main(["dataset=shapes", "direction=AtoB", "--draws", "0"])
+    assert info.value.code == 2
+    assert script.main(["dataset=shapes", "direction=AtoB"]) == 2  # no translations=DIR
