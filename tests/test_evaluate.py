@@ -53,37 +53,43 @@ def test_evaluate_a_trained_shapes_checkpoint(gantrans, tmp_path, monkeypatch):
     assert report["settings"]["test_images"] == {"A": 4, "B": 4}
     assert report["settings"]["features"] == "classifier"
     assert "NOT to published" in report["settings"]["feature_note"]
-    first, second = report["settings"]["judges"]
-    assert first["arch"]["arch"] == "strided" and second["arch"]["arch"] == "pooled"
-    for judge in (first, second):
+    panel = report["settings"]["judges"]
+    assert [j["arch"]["arch"] for j in panel] == ["strided", "pooled", "residual"]
+    for judge in panel:
         assert judge["cached"] is False and judge["train_images"] == [14, 14]  # 2 + 2 held out
         assert 0 <= judge["test_balanced_acc"] <= 1 and judge["test_images"] == [4, 4]
-    assert sorted(p.name.split("-")[0] for p in (tmp_path / "cache" / "judges").iterdir()) == [
-        "shapes",
-        "shapes",
-    ]
+    assert (
+        sorted(p.name.split("-")[0] for p in (tmp_path / "cache" / "judges").iterdir())
+        == ["shapes"] * 3
+    )
     assert set(report["checks"]) == {"AtoB", "BtoA"} and report["not_computed"] == {}
     for direction in ("AtoB", "BtoA"):
-        assert 0 <= report["metrics"][f"domain_acc_{direction}"] <= 1
+        m = report["metrics"]
+        assert 0 <= m[f"domain_acc_{direction}"] <= 1
+        rates = [m[f"domain_acc_{direction}"], m[f"judge2_domain_acc_{direction}"],
+                 m[f"judge3_domain_acc_{direction}"]]  # fmt: skip
+        assert m[f"panel_domain_acc_{direction}"] == pytest.approx(sum(rates) / 3)
+        assert m[f"panel_min_domain_acc_{direction}"] == min(rates)
         assert (eval_dir / f"samples_{direction}.png").is_file()
     md = (eval_dir / "evaluation.md").read_text()
     assert "| AtoB (as B) |" in md and "samples_BtoA.png" in md and "shape change" in md
     assert "balanced accuracy on the real test images" in md and "reconstructions" in md
     assert "AtoB: " in out and "BtoA: " in out and "balanced accuracy on real test images" in out
+    assert "by the panel's mean (judges " in out and "| panel mean ↑ | lowest – highest |" in md
 
     # again, elsewhere: the judges come from the cache, the numbers are the same
     other = tmp_path / "other"
     code, _, err = gantrans("evaluate", f"ckpt={ckpt}", *FAST, f"output_dir={other}")
     assert code == 0, err
     again = json.loads((other / "evaluation.json").read_text())
-    assert [j["cached"] for j in again["settings"]["judges"]] == [True, True]
+    assert [j["cached"] for j in again["settings"]["judges"]] == [True] * 3
     assert again["metrics"] == report["metrics"]  # seeded
     # another dataset config (more test images): other judges
     code, _, err = gantrans("evaluate", f"ckpt={ckpt}", *FAST, "dataset.test_size=6")
     assert code == 0, err
     third = json.loads((eval_dir / "evaluation.json").read_text())
     assert third["settings"]["test_images"] == {"A": 6, "B": 6}
-    assert [j["cached"] for j in third["settings"]["judges"]] == [False, False]
+    assert [j["cached"] for j in third["settings"]["judges"]] == [False] * 3
     # one direction only
     code, _, err = gantrans("evaluate", f"ckpt={ckpt}", *FAST, "direction=BtoA")
     assert code == 0, err
@@ -116,8 +122,9 @@ def test_evaluate_with_local_inception_weights(gantrans, tmp_path, monkeypatch, 
     assert report["settings"]["feature_dim"] == 2048
     assert report["dataset"]["channels"] == 1  # the checkpoint's channels win
     assert report["metrics"]["fid_AtoB"] >= 0
-    assert "judge2_domain_acc_AtoB" not in report["metrics"]  # controls=false
-    assert len(report["settings"]["judges"]) == 1
+    assert "blur_domain_acc_AtoB" not in report["metrics"]  # controls=false
+    assert "panel_domain_acc_AtoB" in report["metrics"]  # the panel leads all the same
+    assert len(report["settings"]["judges"]) == 3
 
 
 @pytest.mark.parametrize(
@@ -163,13 +170,13 @@ def test_evaluator_api_for_training(tmp_path):
     assert scores == evaluator(model.G_A, model.G_B)  # real statistics reused, seeded
     assert torch.equal(rng, torch.get_rng_state())  # training's random stream is left alone
     again = Evaluator(SHAPES, 3, "cpu", **kwargs)
-    assert [j["cached"] for j in again.info["judges"]] == [True, True]
+    assert [j["cached"] for j in again.info["judges"]] == [True] * 3
     # a cap above the set's size (as `gantrans evaluate` has by default) is no cap: same judges
     uncapped = Evaluator(SHAPES, 3, "cpu", **{**kwargs, "judge_max_images": None})
-    assert [j["cached"] for j in uncapped.info["judges"]] == [True, True]
+    assert [j["cached"] for j in uncapped.info["judges"]] == [True] * 3
     # a run of another seed is scored by the same judges
     reseeded = Evaluator(SHAPES, 3, "cpu", seed=5, **kwargs)
-    assert [j["cached"] for j in reseeded.info["judges"]] == [True, True]
+    assert [j["cached"] for j in reseeded.info["judges"]] == [True] * 3
     one_way = evaluator(model.G_A)  # a method with one generator: no reconstructions
     assert "domain_acc_AtoB" in one_way and "domain_acc_BtoA" not in one_way
     assert "cycle_l1_A" not in one_way and "rec_domain_acc_AtoB" not in one_way
@@ -217,11 +224,12 @@ def _real_judges() -> list[judges.Judge]:
 
 
 def test_a_judge_fooled_by_noise_is_caught_by_the_controls():
-    honest, second = _real_judges()
+    honest, second, third = _real_judges()
     fooled = NoiseFooledJudge(honest.net, dict(honest.info))
     evaluator = Evaluator(
-        JUDGED, 3, "cpu", "classifier", c2st=False, judge_set=[fooled, second], **JUDGE_FAST
-    )
+        JUDGED, 3, "cpu", "classifier", c2st=False, judge_set=[fooled, second, third],
+        **JUDGE_FAST,
+    )  # fmt: skip
     assert evaluator.judge_info[0]["reliable"]  # on real images it is as good as the honest one
     scores, _ = evaluator.run({"AtoB": Checkerboard(), "BtoA": Identity()})
     assert scores["domain_acc_AtoB"] == 1.0  # every circle "became" a square
@@ -230,26 +238,27 @@ def test_a_judge_fooled_by_noise_is_caught_by_the_controls():
     assert not report["trustworthy"]
     text = " ".join(report["reasons"])
     assert "noisy real inputs" in text and "responds to noise" in text
-    assert "cycle reconstructions" in text and "the two judges disagree" in text
+    assert "cycle reconstructions" in text and "the judges disagree" in text
 
     # the same translations judged honestly: the figure is low, and nothing is flagged
     plain = Evaluator(
-        JUDGED, 3, "cpu", "classifier", c2st=False, judge_set=[honest, second], **JUDGE_FAST
-    )
+        JUDGED, 3, "cpu", "classifier", c2st=False, judge_set=[honest, second, third],
+        **JUDGE_FAST,
+    )  # fmt: skip
     plain_scores, _ = plain.run({"AtoB": Identity(), "BtoA": Identity()})
     assert plain_scores["domain_acc_AtoB"] <= 0.25
     assert checks(plain_scores, plain.info)["AtoB"]["trustworthy"]
 
 
 def test_a_weak_judge_is_flagged_as_unreliable():
-    honest, second = _real_judges()
+    honest, second, third = _real_judges()
 
     class Coin(judges.Judge):
         def predict(self, images, batch_size=256):
             return torch.arange(len(images)) % 2  # right half the time
 
     evaluator = Evaluator(
-        JUDGED, 3, "cpu", "classifier", c2st=False, judge_set=[Coin(honest.net, {}), second],
+        JUDGED, 3, "cpu", "classifier", c2st=False, judge_set=[Coin(honest.net, {}), second, third],
         **JUDGE_FAST,
     )  # fmt: skip
     assert not evaluator.judge_info[0]["reliable"]
@@ -309,7 +318,7 @@ def test_score_a_folder_against_the_same_judge_and_keys(gantrans, tmp_path):
     again = json.loads((tmp_path / "r2" / "evaluation.json").read_text())
     assert again["metrics"]["domain_acc_AtoB"] == 1.0
     assert "content_l1_AtoB" not in again["metrics"] and "content_l1_AtoB" in again["not_computed"]
-    assert [j["cached"] for j in again["settings"]["judges"]] == [True, True]
+    assert [j["cached"] for j in again["settings"]["judges"]] == [True] * 3
     assert again["metrics"]["fid_AtoB"] == pytest.approx(m["fid_AtoB"])
 
 

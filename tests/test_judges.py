@@ -51,7 +51,9 @@ def test_an_unbalanced_set_does_not_buy_accuracy_by_favouring_the_larger_domain(
     a, b = build_domains(SHAPES, "train", 3)
     x, y = _stack(a, b)
     keep = torch.cat([torch.arange(120), torch.arange(120, 132)])  # 120 circles, 12 squares
-    judge = judges.train_judge(x[keep], y[keep], seed=0, max_epochs=4, patience=2)
+    # six rounds: at four, one thread on an AMX CPU stopped at 75 % on the rare domain (bf16
+    # rounding differs between CPUs and thread counts); six reach 92-98 % on each seed tried
+    judge = judges.train_judge(x[keep], y[keep], seed=0, max_epochs=6, patience=3)
     test_x, test_y = _stack(*build_domains(SHAPES, "test", 3))
     _, per_class = judges.balanced_accuracy(judge.predict(test_x), test_y)
     assert per_class[1] > 0.8  # the rare domain is still recognised
@@ -88,14 +90,14 @@ def test_judges_for_trains_once_then_reads_the_cache(tmp_path):
         calls.append(1)
         return data
 
-    first = judges.judges_for({"d": 1}, "shapes", load, seeds=[0, 1], device=CPU,
+    first = judges.judges_for({"d": 1}, "shapes", load, seeds=[0, 1, 2], device=CPU,
                               cache_dir=tmp_path, max_epochs=1)  # fmt: skip
     assert [j.net.arch["arch"] for j in first] == list(judges.ARCHS) and len(calls) == 1
     assert all(j.info["cached"] is False for j in first)
-    second = judges.judges_for({"d": 1}, "shapes", load, seeds=[0, 1], device=CPU,
+    second = judges.judges_for({"d": 1}, "shapes", load, seeds=[0, 1, 2], device=CPU,
                                cache_dir=tmp_path, max_epochs=1)  # fmt: skip
     assert all(j.info["cached"] is True for j in second) and len(calls) == 1
-    other = judges.judges_for({"d": 2}, "shapes", load, seeds=[0, 1], device=CPU,
+    other = judges.judges_for({"d": 2}, "shapes", load, seeds=[0, 1, 2], device=CPU,
                               cache_dir=tmp_path, max_epochs=1)  # fmt: skip
     assert all(j.info["cached"] is False for j in other) and len(calls) == 2
 
