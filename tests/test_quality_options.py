@@ -151,8 +151,8 @@ def test_early_average_does_not_keep_the_initial_weights():
         for p in method.networks()["G_A"].parameters():
             p.add_(1.0)
     avg.update(method, step=0)  # decay min(0.999, 1/10): mostly the new weights
-    live, mean = method.networks()["G_A"], avg.nets["G_A"]
-    gap = max((a - p).abs().max().item() for a, p in zip(mean.parameters(), live.parameters()))
+    pairs = zip(avg.nets["G_A"].parameters(), method.networks()["G_A"].parameters(), strict=True)
+    gap = max((a - p).abs().max().item() for a, p in pairs)
     assert gap <= 0.1 + 1e-6
 
 
@@ -220,7 +220,8 @@ def test_a_training_step_with_r1_updates_the_discriminators():
 @pytest.mark.parametrize(
     "override,fragment",
     [
-        ("loss.lambda_mask=-1", "loss.lambda_mask and loss.r1_gamma must be >= 0"),
+        ("loss.lambda_mask=-1", "loss.lambda_mask must be >= 0"),
+        ("loss.lambda_mask_tv=-1", "loss.lambda_mask_tv must be >= 0"),
         ("loss.mask_area=1.5", "loss.mask_area must be in [0, 1]"),
         ("loss.r1_every=0", "loss.r1_every must be >= 1"),
         ("train.ema=1", "train.ema must be in [0, 1)"),
@@ -327,3 +328,14 @@ def test_judge_stability_script_runs_end_to_end(gantrans, tmp_path):
         script.main(["dataset=shapes", "direction=AtoB", "--draws", "0"])
     assert info.value.code == 2
     assert script.main(["dataset=shapes", "direction=AtoB"]) == 2  # no translations=DIR
+
+
+def test_total_variation_makes_a_mesh_cost_more_than_a_region():
+    from gantrans.methods.base import total_variation
+
+    mesh = torch.zeros(1, 1, 8, 8)
+    mesh[..., ::2, ::2] = 1  # a quarter of the pixels, none next to another
+    region = torch.zeros(1, 1, 8, 8)
+    region[..., :4, :4] = 1  # the same quarter in one square
+    assert mesh.mean() == region.mean() == 0.25
+    assert total_variation(mesh) > 5 * total_variation(region)

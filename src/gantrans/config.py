@@ -285,6 +285,9 @@ class LossConfig:
     # terms, the area holds at its target and the network chooses where it goes
     lambda_mask: float = 10.0
     mask_area: float | None = 0.25
+    # model.mask only: weight of the masks' total variation (mean |difference| of neighbouring
+    # pixels); without it the area target is met by a fine mesh of single pixels
+    lambda_mask_tv: float = 10.0
     # R1 penalty (Mescheder et al. 2018): gamma / 2 * E||grad D(real)||^2, applied every
     # r1_every steps with its weight multiplied by r1_every (lazy, as in StyleGAN2); 0 = off
     r1_gamma: float = 0.0
@@ -805,11 +808,9 @@ def check_train_config(cfg: DictConfig) -> None:
 def _check_quality_options(cfg: DictConfig) -> None:
     """The change mask, R1, spectral norm, DiffAugment and EMA options."""
     loss, t = cfg.loss, cfg.train
-    if loss.lambda_mask < 0 or loss.r1_gamma < 0:
-        raise ConfigError(
-            f"loss.lambda_mask and loss.r1_gamma must be >= 0 (got {loss.lambda_mask} and "
-            f"{loss.r1_gamma})"
-        )
+    for key in ("lambda_mask", "lambda_mask_tv", "r1_gamma"):
+        if loss[key] < 0:
+            raise ConfigError(f"loss.{key} must be >= 0, got {loss[key]}")
     if loss.r1_every < 1:
         raise ConfigError(f"loss.r1_every must be >= 1, got {loss.r1_every}")
     if loss.mask_area is not None and not 0 <= loss.mask_area <= 1:

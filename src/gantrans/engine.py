@@ -263,6 +263,7 @@ def build_training(
     method = method_class(str(cfg.method.name)).build(cfg, int(cfg.dataset.channels), pools)
     method.lambda_mask = float(cfg.loss.lambda_mask)
     method.mask_area = None if cfg.loss.mask_area is None else float(cfg.loss.mask_area)
+    method.lambda_mask_tv = float(cfg.loss.lambda_mask_tv)
     if di.enabled and device.type == "cuda":
         method = torch.nn.SyncBatchNorm.convert_sync_batchnorm(method)  # no-op without batch norm
     method.to(device)

@@ -81,6 +81,7 @@ class Method(nn.Module):
     real_domains: ClassVar[dict[str, str]] = {}
     lambda_mask: float = 0.0  # the weight of the change masks' size penalty (model.mask)
     mask_area: float | None = None  # the size it is drawn towards (None: as small as it can)
+    lambda_mask_tv: float = 0.0  # the weight of the masks' total variation (model.mask)
 
     def __init__(self, name: str, directions: Mapping[str, str], pools: Mapping[str, ImagePool]):
         super().__init__()
@@ -134,19 +135,26 @@ class Method(nn.Module):
 
         Returns:
             {"mask": lambda_mask x the mean over images of |area - mask_area| (of the area
-            itself without a mask_area), "mask_size": the mean area (detached, for the logs)},
-            where an image's area is the mean of its mask. Only "mask" belongs in the loss.
+            itself without a mask_area) + lambda_mask_tv x the masks' total variation,
+            "mask_size": the mean area, "mask_tv": the total variation (both detached, for
+            the logs)}, where an image's area is the mean of its mask. Only "mask" belongs in
+            the loss.
         """
-        # each image's share of redrawn pixels, (N,) per recorded pass
-        areas = [m.float().mean((1, 2, 3)) for net in self._masked() for m in net.take_masks()]
-        if not areas:
+        masks = [m.float() for net in self._masked() for m in net.take_masks()]
+        if not masks:
             return {}
-        area = torch.cat(areas)
+        area = torch.cat([m.mean((1, 2, 3)) for m in masks])  # each image's share redrawn
         if self.mask_area is None:
             penalty = area.mean()
         else:  # two-sided: a mask that shuts (the identity) costs as much as one that spreads
             penalty = (area - self.mask_area).abs().mean()
-        return {"mask": penalty * self.lambda_mask, "mask_size": area.mean().detach()}
+        # total variation: without it the area is met by a fine mesh of pixels, not a region
+        tv = torch.stack([total_variation(m) for m in masks]).mean()
+        return {
+            "mask": penalty * self.lambda_mask + tv * self.lambda_mask_tv,
+            "mask_size": area.mean().detach(),
+            "mask_tv": tv.detach(),
+        }
 
     def clear_masks(self) -> None:
         """Forget the masks recorded so far (by passes that no penalty is computed for)."""
@@ -164,6 +172,13 @@ class Method(nn.Module):
         backward, and torch.compile works best on such a module: the loop wraps them here.
         """
         self.runners = {name: wrap(module) for name, module in self.runners.items()}
+
+
+def total_variation(mask: torch.Tensor) -> torch.Tensor:
+    """Mean absolute difference between neighbouring pixels of (N, 1, H, W) masks."""
+    return (mask[..., 1:, :] - mask[..., :-1, :]).abs().mean() + (
+        mask[..., :, 1:] - mask[..., :, :-1]
+    ).abs().mean()
 
 
 def _has_mask(net: nn.Module) -> bool:
