@@ -18,6 +18,7 @@ from PIL import Image
 from gantrans import download as dl
 from gantrans.data import DataError, build_domains
 from gantrans.download import SOURCES, download
+from tests.conftest import one_line_error
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -395,3 +396,10 @@ def test_pix2pix_tar_with_a_link_or_a_corrupt_body_is_refused(server, tmp_path: 
     with pytest.raises(DataError, match="not a valid tar.gz archive"):
         get(server, tmp_path / "data2", "pix2pix_facades")
     assert not (tmp_path / "data2" / "pix2pix_facades").exists()
+
+
+def test_a_root_that_cannot_be_created_is_one_line_before_any_transfer(gantrans, tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    line = one_line_error(gantrans("download", "smiles", f"root={blocker / 'data'}"))
+    assert "cannot create root=" in line and "choose a folder you can write to" in line

@@ -470,7 +470,15 @@ def download(
     href = archive_url(source, url, mirror)
     if href is None:
         raise DataError(celeba_instructions(target))
-    root_path.mkdir(parents=True, exist_ok=True)
+    try:
+        root_path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DataError(
+            f"cannot create root={root_path} ({exc.strerror or type(exc).__name__}): "
+            "choose a folder you can write to"
+        ) from None
+    if not os.access(root_path, os.W_OK | os.X_OK):
+        raise DataError(f"root={root_path} is not writable: choose a folder you can write to")
     archive = root_path / source.archive_name
     part = archive.with_name(archive.name + ".part")
     fresh = not archive.exists()
