@@ -342,3 +342,36 @@ def test_concurrent_large_uploads_stay_within_the_memory_budget(tmp_path):
         proc.wait(timeout=30)
     assert statuses == [200] * 8
     assert rise < memory_gb * 1024, f"peak rose by {rise:.0f} MB, over {memory_gb * 1024:.0f} MB"
+
+
+def test_uploads_past_the_waiting_limit_are_asked_to_retry(server):
+    import socket
+    from urllib.parse import urlparse
+
+    from gantrans.serve import MAX_WAITING
+
+    url, _, _ = server
+    where = urlparse(url)
+    held = []
+    try:
+        for _ in range(MAX_WAITING + 1):  # one translating, MAX_WAITING waiting: all unfinished
+            s = socket.create_connection((where.hostname, where.port), timeout=30)
+            s.sendall(
+                f"POST /api/translate?name=slow.png HTTP/1.1\r\nHost: {where.netloc}\r\n"
+                "Content-Type: application/octet-stream\r\nContent-Length: 1000\r\n\r\n".encode()
+                + b"\x89PNG"
+            )
+            held.append(s)
+        time.sleep(1.0)  # let the server take them in
+        status, body, _ = _post(url, b"\x89PNG" + bytes(100), name="one_more.png")
+        assert status == 503 and b"busy" in body
+    finally:
+        for s in held:
+            s.close()
+    deadline = time.monotonic() + 30  # the held uploads end as interrupted; the server recovers
+    while time.monotonic() < deadline:
+        status, _, _ = _post(url, b"not an image", name="after.png")
+        if status != 503:
+            break
+        time.sleep(0.2)
+    assert status == 415  # an ordinary answer again: not an image
