@@ -68,7 +68,8 @@ def gpu_peak_bf16(name: str) -> float | None:
 
 def train_config(args: argparse.Namespace) -> TrainConfig:
     """The config `gantrans train` would run with for `--method`, `--model`, `--ngf`, `--ndf`,
-    `--channels`, `--size`, `--precision`, `--no-fuse`, `--channels-last` and `--compile`: the
+    `--channels`, `--size`, `--precision`, `--no-fuse`, `--channels-last`, `--compile` and
+    `--set KEY=VALUE` (any further override, applied last): the
     method's paper settings (for CycleGAN the reference's: no input skip, identity 0.5, LSGAN,
     pool 50, Adam 2e-4), the synthetic shapes set's recipes left out."""
     overrides = [
@@ -83,6 +84,7 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
         f"train.fuse_passes={args.fuse}",
         f"train.channels_last={args.channels_last}",
         f"train.compile={getattr(args, 'compile', False)}",
+        *(getattr(args, "set", None) or []),
     ]
     return compose_train_config(overrides)
 
@@ -300,6 +302,12 @@ def main() -> None:
     parser.add_argument("--peak-tflops", type=float, default=None,
                         help="the GPU's dense bf16 TFLOP/s, for one not in the table")  # fmt: skip
     parser.add_argument("--json", help="also write the results to this file")
+    parser.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="a `gantrans train` override on top (repeatable), e.g. --set model.mask=true",
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -65,6 +65,23 @@ def test_benchmark_times_another_method(tmp_path):
     assert data["translate_images_per_sec"] > 0
 
 
+def test_benchmark_times_the_quality_options(tmp_path):
+    out = tmp_path / "bench.json"
+    result = run_script(
+        "benchmark.py", *TINY, "--warmup", "1", "--channels", "1", "--set", "model.mask=true",
+        "--set", "train.ema=0.999", "--set", "discriminator.augment=translation+cutout",
+        "--json", str(out),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    data = json.loads(out.read_text())
+    assert data["sec_per_iter_median"] > 0
+    import argparse
+
+    args = argparse.Namespace(model="resnet6", ngf=8, ndf=8, channels=1, size=32, fuse=True,
+                              precision="fp32", channels_last=False, set=["model.mask=true"])  # fmt: skip
+    assert load_script("benchmark").train_config(args).model.mask is True
+
+
 @pytest.mark.parametrize(("method", "model"), [("cyclegan", "resnet6"), ("cyclegan", "resnet9"),
                                                ("cut", "resnet6")])  # fmt: skip
 def test_benchmarks_build_the_papers_networks_without_the_dataset_recipes(method, model):
