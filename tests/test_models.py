@@ -418,6 +418,11 @@ def test_old_checkpoints_without_input_skip_are_the_same_architecture():
 
     gen = {"name": "resnet", "n_blocks": 6}
     old = {"arch": {"generator": gen, "discriminator": {}}}
-    assert checkpoint.arch(old) == {"generator": {**gen, "input_skip": False}, "discriminator": {}}
+    assert checkpoint.arch(old) == {
+        "generator": {**gen, "input_skip": False, "mask": False},
+        "discriminator": {"spectral_norm": False, "augment": None},
+    }
     unet = {"arch": {"generator": {"name": "unet"}}}
-    assert checkpoint.arch(unet) == unet["arch"]
+    assert checkpoint.arch(unet) == {"generator": {"name": "unet", "mask": False}}
+    dcgan = {"arch": {"generator": {"name": "dcgan", "nz": 100}}}
+    assert checkpoint.arch(dcgan) == dcgan["arch"]  # no change-mask key for a DCGAN
