@@ -171,10 +171,12 @@ def train(cfg: TrainConfig, run_dir: Path, dist_info: DistInfo | None = None) ->
         run_dir: Where checkpoints/, tb/ (TensorBoard), samples/ and config.yaml go.
         dist_info: Rank and world size under torchrun (DistributedDataParallel); None = one process.
     """
-    run = start(cfg, run_dir, dist_info or DistInfo())
-    st, data = run.state, run.data
     stopping = False  # a stop request, agreed on by every rank
+    # the handlers are in place before the run's folders appear: a SIGTERM sent as soon as
+    # tb/ exists (a scheduler, a test) stops at the first step with a checkpoint
     with StopRequest() as stop:
+        run = start(cfg, run_dir, dist_info or DistInfo())
+        st, data = run.state, run.data
         while st.step < data.total_steps and not stopping:
             data.sampler.set_epoch(st.epoch, start=st.epoch_step * data.global_batch)
             for batch in _batches(run):
