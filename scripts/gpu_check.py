@@ -645,7 +645,7 @@ def child(stats: Path, deterministic: bool, argv: list[str]) -> int:
     if deterministic:  # bit-for-bit comparisons: no autotuned or atomics-based kernels
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True, warn_only=True)
-        from gantrans import train as train_module
+        from gantrans.training import train as train_module
 
         start = train_module.start
 

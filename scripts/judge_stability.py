@@ -1,6 +1,6 @@
 """How far a judge's figure on generated images moves with the images the judge learned from.
 
-Trains the panel of judges (gantrans.judges: one per architecture) several times, each time on
+Trains the panel of judges (gantrans.evaluation.judges: one per architecture) several times, each time on
 another random share of the real training images (``--fraction`` of each domain, drawn anew
 per draw), and scores the same folder of translations with every panel, as
 `gantrans evaluate translations=DIR` does. Reports per draw each judge's balanced accuracy on
@@ -26,11 +26,11 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig
 
-from gantrans import judges
 from gantrans.config import compose_config
 from gantrans.data import build_domains
 from gantrans.errors import GantransError
-from gantrans.evaluate import (
+from gantrans.evaluation import judges
+from gantrans.evaluation.evaluate import (
     JUDGE_SEEDS,
     LABEL,
     Evaluator,

@@ -9,12 +9,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gantrans import judges
 from gantrans.checkpoint import load_checkpoint
 from gantrans.data import build_domains, tensor_to_pil
-from gantrans.evaluate import Evaluator, checks, run_dir_of
+from gantrans.evaluation import judges
+from gantrans.evaluation.evaluate import Evaluator, checks, run_dir_of
+from gantrans.evaluation.names import LOWER_IS_BETTER, NEEDS_GENERATOR
 from gantrans.methods import CycleGAN
-from gantrans.metric_names import LOWER_IS_BETTER, NEEDS_GENERATOR
 
 from .conftest import TINY, make_checkpoint, one_line_error
 from .test_metrics import random_inception_weights
@@ -345,7 +345,7 @@ def test_folder_scoring_user_errors_are_one_line(gantrans, tmp_path, args, messa
 def test_every_input_is_checked_before_any_judge_is_trained(
     gantrans, tmp_path, monkeypatch, args, message
 ):
-    import gantrans.evaluate as evaluate_module
+    import gantrans.evaluation.evaluate as evaluate_module
 
     def no_judges(*a, **k):
         raise AssertionError("judges were trained before the inputs were checked")

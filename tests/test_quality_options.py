@@ -8,13 +8,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from gantrans import checkpoint, controls, evaluate
+from gantrans import checkpoint
 from gantrans.checkpoint import load_checkpoint
 from gantrans.config import compose_train_config
-from gantrans.engine import GeneratorAverage, build_training, r1_penalty, train_step
 from gantrans.errors import ConfigError
+from gantrans.evaluation import controls, evaluate
 from gantrans.models import build_discriminator, build_generator, init_weights
 from gantrans.models.augment import diff_augment, parse_policy
+from gantrans.training.engine import GeneratorAverage, build_training, r1_penalty, train_step
 from tests.conftest import TINY, TINY_CUT, one_line_error
 
 GEN = dict(name="resnet", in_channels=1, out_channels=1, ngf=4, norm="instance", dropout=False,
@@ -275,7 +276,7 @@ def test_a_wide_spread_marks_the_direction_suspect_and_a_narrow_one_does_not():
 
 
 def test_every_panel_key_has_a_direction_of_better():
-    from gantrans.metric_names import LOWER_IS_BETTER
+    from gantrans.evaluation.names import LOWER_IS_BETTER
 
     for name in ("panel_domain_acc", "panel_spread_domain_acc", "judge3_domain_acc",
                  "panel_input_domain_acc", "panel_agreement"):  # fmt: skip

@@ -18,7 +18,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from gantrans.errors import ConfigError
-from gantrans.metric_names import LOWER_IS_BETTER, metric_available
+from gantrans.evaluation.names import LOWER_IS_BETTER, metric_available
 
 # CycleGAN's loss weights (the paper's), the values of loss.lambda_cycle / lambda_identity when null
 LAMBDA_CYCLE = 10.0

@@ -16,10 +16,10 @@ import torch
 from torch import nn
 
 from gantrans.config import to_plain
-from gantrans.image_pool import ImagePool
-from gantrans.losses import AdversarialLoss, discriminator_terms
 from gantrans.methods.base import Batch, Method, Phase, Terms, set_requires_grad
 from gantrans.methods.cut import DiscriminatorScores
+from gantrans.methods.image_pool import ImagePool
+from gantrans.methods.losses import AdversarialLoss, discriminator_terms
 from gantrans.models import build_discriminator, init_weights
 from gantrans.models.dcgan import build_dcgan_discriminator, build_dcgan_generator
 

@@ -13,8 +13,8 @@ from typing import Any
 import torch
 from torchvision.utils import save_image
 
-from gantrans.metric_names import DIRECTIONS
-from gantrans.reporting import image_rows
+from gantrans.evaluation.names import DIRECTIONS
+from gantrans.training.reporting import image_rows
 
 JSON_NAME = "evaluation.json"
 MD_NAME = "evaluation.md"

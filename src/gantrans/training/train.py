@@ -26,7 +26,6 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
-from gantrans import distributed
 from gantrans.checkpoint import LATEST, find_latest, load_checkpoint, remove_interrupted_saves
 from gantrans.config import TrainConfig, prepare_train_config, to_plain
 from gantrans.data import (
@@ -39,13 +38,9 @@ from gantrans.data import (
     build_domains,
     build_pairs,
 )
-from gantrans.diagnostics import Diagnostics
-from gantrans.distributed import DistInfo
-from gantrans.engine import TrainingError, TrainState, build_training, lr_factor, train_step
 from gantrans.errors import CheckpointError, ConfigError, GantransError
+from gantrans.evaluation.names import LOWER_IS_BETTER
 from gantrans.methods import Batch, Method, Terms, method_class
-from gantrans.metric_names import LOWER_IS_BETTER
-from gantrans.reporting import Reporter, RunningMeans, image_rows
 from gantrans.runtime import (
     OutOfMemoryError,
     autocast,
@@ -53,6 +48,17 @@ from gantrans.runtime import (
     resolve_device,
     resolve_precision,
 )
+from gantrans.training import distributed
+from gantrans.training.diagnostics import Diagnostics
+from gantrans.training.distributed import DistInfo
+from gantrans.training.engine import (
+    TrainingError,
+    TrainState,
+    build_training,
+    lr_factor,
+    train_step,
+)
+from gantrans.training.reporting import Reporter, RunningMeans, image_rows
 
 log = logging.getLogger("gantrans")
 
@@ -147,7 +153,7 @@ class Run:
     reporter: Reporter
     bar: tqdm
     diag: Diagnostics | None = None
-    evaluator: Any = None  # gantrans.evaluate.Evaluator with train.eval_every, on rank 0
+    evaluator: Any = None  # gantrans.evaluation.evaluate.Evaluator with train.eval_every, on rank 0
     means: RunningMeans = field(default_factory=RunningMeans)
     watch: FiniteWatch = field(default_factory=FiniteWatch)
     rollbacks: int = 0
@@ -247,7 +253,9 @@ def start(cfg: TrainConfig, run_dir: Path, di: DistInfo) -> Run:
         run.diag = Diagnostics(gan_mode=str(cfg.loss.name), discriminators=m.discriminator_terms,
                                adversarial=m.adversarial_terms)  # fmt: skip
     if t.eval_every and di.is_main:
-        from gantrans.evaluate import Evaluator  # loads torchmetrics: only when evaluating
+        from gantrans.evaluation.evaluate import (
+            Evaluator,  # loads torchmetrics: only when evaluating
+        )
 
         run.evaluator = Evaluator(
             to_plain(cfg.dataset), int(cfg.dataset.channels), dev, features=t.eval_features,

@@ -15,7 +15,8 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from tqdm import tqdm
 
-from gantrans import __version__, checkpoint, classifiers, controls, judges, metrics
+from gantrans import __version__, checkpoint
+from gantrans.applying.loader import generator_of
 from gantrans.config import check_known_keys, to_plain
 from gantrans.data import (
     DataError,
@@ -27,8 +28,8 @@ from gantrans.data import (
     pil_to_tensor,
 )
 from gantrans.errors import ConfigError
-from gantrans.loader import generator_of
-from gantrans.metric_names import DIRECTIONS, LOWER_IS_BETTER, NEEDS_GENERATOR, NEEDS_PAIRS
+from gantrans.evaluation import classifiers, controls, judges, metrics
+from gantrans.evaluation.names import DIRECTIONS, LOWER_IS_BETTER, NEEDS_GENERATOR, NEEDS_PAIRS
 from gantrans.runtime import resolve_device
 
 log = logging.getLogger("gantrans")
@@ -105,7 +106,7 @@ class Evaluator:
     """Scores translations on the test images of a dataset; built once, called many times.
 
     Construction loads the real test images, gets the two judges (from the cache, or trained on
-    the real training images: see gantrans.judges), measures their balanced accuracy on the
+    the real training images: see gantrans.evaluation.judges), measures their balanced accuracy on the
     real test images, and computes what does not depend on the translations: the real images'
     features and the controls on real source images (untranslated, blurred, noisy,
     JPEG-compressed). Every call then only translates and scores, so it can run periodically
@@ -116,7 +117,7 @@ class Evaluator:
         better = scores[m] < best if LOWER_IS_BETTER[m] else scores[m] > best
 
     `score` scores one direction's translations made by anything (a folder of images).
-    Metric names: see gantrans.metric_names.
+    Metric names: see gantrans.evaluation.names.
 
     Args:
         dataset_cfg: The dataset config section as a plain dict.
@@ -577,14 +578,14 @@ def evaluate_checkpoint(cfg: DictConfig) -> dict[str, Any]:
 
     Every direction the checkpoint translates is scored (a CUT checkpoint: AtoB only); with two,
     each also gets its reconstructions. `direction=` keeps one. A DCGAN checkpoint's samples
-    are scored against real images instead (gantrans.evaluate_samples).
+    are scored against real images instead (gantrans.evaluation.samples).
     """
     _check_command(cfg)
     device = resolve_device(cfg.device)
     ckpt_path = Path(cfg.ckpt)
     ckpt = checkpoint.load_checkpoint(ckpt_path)
     if checkpoint.generates(ckpt):  # DCGAN: its samples against real images of its domain
-        from gantrans.evaluate_samples import evaluate_samples
+        from gantrans.evaluation.samples import evaluate_samples
 
         dataset = resolve_dataset(checkpoint.recorded_config(ckpt).get("dataset"), cfg)
         return evaluate_samples(cfg, ckpt_path, dataset)
@@ -784,7 +785,7 @@ def _report(
     not_computed: dict[str, str],
     out_dir: Path,
 ) -> dict[str, Any]:
-    from gantrans import eval_report
+    from gantrans.evaluation import report as eval_report
 
     info = evaluator.info
     report = {

@@ -30,17 +30,18 @@ import torch
 from omegaconf import DictConfig
 from torchvision.utils import save_image
 
-from gantrans import __version__, checkpoint, classifiers, metrics
+from gantrans import __version__, checkpoint
+from gantrans.applying.loader import load_sampler
+from gantrans.applying.sample import generate
 from gantrans.data import build_domain
 from gantrans.data.single import is_plain_folder
 from gantrans.errors import ConfigError
-from gantrans.eval_report import write_text
-from gantrans.loader import load_sampler
+from gantrans.evaluation import classifiers, metrics
+from gantrans.evaluation.names import SAMPLES_LOWER_IS_BETTER
+from gantrans.evaluation.report import write_text
 from gantrans.methods.dcgan import latents
-from gantrans.metric_names import SAMPLES_LOWER_IS_BETTER
-from gantrans.reporting import image_rows
 from gantrans.runtime import resolve_device
-from gantrans.sample import generate
+from gantrans.training.reporting import image_rows
 
 log = logging.getLogger("gantrans")
 
@@ -92,7 +93,7 @@ def evaluate_samples(cfg: DictConfig, ckpt_path: Path, dataset: dict[str, Any]) 
         dataset: The dataset config to compare with (the checkpoint's, changed by the command
             line), with its `domain`.
     """
-    from gantrans.evaluate import Evaluator, load_images, quantize, run_dir_of
+    from gantrans.evaluation.evaluate import Evaluator, load_images, quantize, run_dir_of
 
     if cfg.direction is not None:
         raise ConfigError("direction= does not apply to a dcgan checkpoint: it translates nothing")

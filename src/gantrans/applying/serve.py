@@ -26,12 +26,12 @@ import torch
 from omegaconf import DictConfig
 from PIL import Image
 
-from gantrans.applying import ApplyOptions, Translator
+from gantrans.applying.loader import load_generator
+from gantrans.applying.translator import ApplyOptions, Translator
 from gantrans.config import to_plain
 from gantrans.data.imageio import DataError
 from gantrans.data.pixels import from_unit, output_depth, output_range, read_picture, save_picture
 from gantrans.errors import CheckpointError, ConfigError, GantransError
-from gantrans.loader import load_generator
 from gantrans.runtime import check_precision, resolve_device, resolve_precision
 
 log = logging.getLogger("gantrans")
@@ -39,7 +39,9 @@ log = logging.getLogger("gantrans")
 NOT_AN_IMAGE = "is not an image this page can read (PNG, JPEG, BMP, WebP, TIFF)"
 INSTALL = 'gantrans serve needs Starlette and uvicorn: pip install "gantrans[serve]"'
 IMAGE_BYTES_PER_PIXEL = 48  # decoded input, output, the PNG encoder's copies and the tiles' buffers
-NETWORK_OVERHEAD = 4  # a pass on the CPU takes up to 4x the activations gantrans.tiling counts
+NETWORK_OVERHEAD = (
+    4  # a pass on the CPU takes up to 4x the activations gantrans.applying.tiling counts
+)
 MAX_WAITING = 8  # uploads held in memory while one is translated; more are asked to retry
 LOCAL_NAMES = ("localhost",)
 
@@ -329,7 +331,9 @@ def build_app(service: TranslateService):
     except ImportError:
         raise GantransError(INSTALL) from None
 
-    page = resources.files("gantrans").joinpath("web/index.html").read_text(encoding="utf-8")
+    page = (
+        resources.files("gantrans.applying").joinpath("web/index.html").read_text(encoding="utf-8")
+    )
 
     async def index(request):
         return HTMLResponse(page)
