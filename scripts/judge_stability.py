@@ -30,14 +30,9 @@ from gantrans.config import compose_config
 from gantrans.data import build_domains
 from gantrans.errors import GantransError
 from gantrans.evaluation import judges
-from gantrans.evaluation.evaluate import (
-    JUDGE_SEEDS,
-    LABEL,
-    Evaluator,
-    load_images,
-    read_translations,
-    resolve_dataset,
-)
+from gantrans.evaluation.evaluate import read_translations, resolve_dataset
+from gantrans.evaluation.evaluator import JUDGE_SEEDS, LABEL, Evaluator, EvaluatorOptions
+from gantrans.evaluation.images import load_images
 from gantrans.runtime import resolve_device
 
 
@@ -108,11 +103,11 @@ def measure(args: argparse.Namespace, cfg: DictConfig) -> dict:
         t0 = time.perf_counter()
         idx = subset(labels, args.fraction, gen)
         panel = panel_on(images[idx], labels[idx], cfg, device)
-        evaluator = Evaluator(
-            dataset, channels, device, features="classifier", max_images=cfg.max_images,
-            seed=cfg.seed, c2st=False, controls=False, judge_set=panel,
-            batch_size=cfg.batch_size, progress=cfg.progress,
+        options = EvaluatorOptions(
+            features="classifier", max_images=cfg.max_images, seed=cfg.seed, c2st=False,
+            controls=False, judge_set=panel, batch_size=cfg.batch_size, progress=cfg.progress,
         )  # fmt: skip
+        evaluator = Evaluator(dataset, channels, device, options)
         if fake is None:
             fake, names, _ = read_translations(
                 Path(cfg.translations), evaluator, cfg.direction, None, cfg.progress

@@ -486,7 +486,7 @@ def test_evaluate_scores_outputs_against_the_targets_and_lpips_offline_is_one_li
     import json
 
     from gantrans.evaluation import metrics
-    from gantrans.evaluation.evaluate import quantize
+    from gantrans.evaluation.images import quantize
 
     code, out, err = gantrans("evaluate", f"ckpt={aligned_ckpt}", *FAST_EVAL)
     assert code == 0, err
@@ -514,7 +514,7 @@ def test_evaluate_reports_lpips_from_the_package(gantrans, aligned_ckpt, offline
     import json
     import types
 
-    from gantrans.evaluation.evaluate import quantize
+    from gantrans.evaluation.images import quantize
 
     class FakeLPIPS(torch.nn.Module):
         def __init__(self, net: str, verbose: bool) -> None:

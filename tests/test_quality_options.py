@@ -12,7 +12,7 @@ from gantrans import checkpoint
 from gantrans.checkpoint import load_checkpoint
 from gantrans.config import compose_train_config
 from gantrans.errors import ConfigError
-from gantrans.evaluation import controls, evaluate
+from gantrans.evaluation import controls, evaluator
 from gantrans.models import build_discriminator, build_generator, init_weights
 from gantrans.models.augment import diff_augment, parse_policy
 from gantrans.training.engine import GeneratorAverage, build_training, r1_penalty, train_step
@@ -254,7 +254,7 @@ def test_checkpoints_without_the_new_keys_read_as_their_defaults():
 def test_panel_scores_lead_with_the_mean_and_keep_the_old_keys():
     target = 1
     preds = [torch.tensor([1, 1, 1, 0]), torch.tensor([1, 0, 0, 0]), torch.tensor([1, 1, 0, 0])]
-    s = evaluate.panel_scores(preds, target, "AtoB")
+    s = evaluator.panel_scores(preds, target, "AtoB")
     assert s["panel_domain_acc_AtoB"] == pytest.approx((0.75 + 0.25 + 0.5) / 3)
     assert s["panel_min_domain_acc_AtoB"] == 0.25 and s["panel_max_domain_acc_AtoB"] == 0.75
     assert s["panel_spread_domain_acc_AtoB"] == 0.5

@@ -37,9 +37,11 @@ from gantrans.data import build_domain
 from gantrans.data.single import is_plain_folder
 from gantrans.errors import ConfigError
 from gantrans.evaluation import classifiers, metrics
+from gantrans.evaluation.evaluator import Evaluator, EvaluatorOptions
+from gantrans.evaluation.images import load_images, quantize
 from gantrans.evaluation.names import SAMPLES_LOWER_IS_BETTER
 from gantrans.evaluation.report import write_text
-from gantrans.methods.dcgan import latents
+from gantrans.models.dcgan import latents
 from gantrans.runtime import resolve_device
 from gantrans.training.reporting import image_rows
 
@@ -93,8 +95,6 @@ def evaluate_samples(cfg: DictConfig, ckpt_path: Path, dataset: dict[str, Any]) 
         dataset: The dataset config to compare with (the checkpoint's, changed by the command
             line), with its `domain`.
     """
-    from gantrans.evaluation.evaluate import Evaluator, load_images, quantize, run_dir_of
-
     if cfg.direction is not None:
         raise ConfigError("direction= does not apply to a dcgan checkpoint: it translates nothing")
     device = resolve_device(cfg.device)
@@ -103,7 +103,7 @@ def evaluate_samples(cfg: DictConfig, ckpt_path: Path, dataset: dict[str, Any]) 
     recorded = checkpoint.recorded_config(ckpt).get("dataset") or {}
     domain = dataset.get("domain") or recorded.get("domain") or "B"  # dataset=NAME: the run's
     dataset = {**dataset, "channels": channels, "domain": domain}
-    out_dir = Path(cfg.output_dir) if cfg.output_dir else run_dir_of(ckpt_path) / "eval"
+    out_dir = Path(cfg.output_dir) if cfg.output_dir else checkpoint.run_dir_of(ckpt_path) / "eval"
     plain = is_plain_folder(dataset, domain)
     evaluator, judge_info = None, []
     if plain:
@@ -118,13 +118,8 @@ def evaluate_samples(cfg: DictConfig, ckpt_path: Path, dataset: dict[str, Any]) 
         feature_net = feature_net.to(device).eval()
     else:
         two = {k: v for k, v in dataset.items() if k != "domain"}  # the judges see both domains
-        evaluator = Evaluator(
-            two, channels, device, cfg.features, cfg.max_images, cfg.seed,
-            inception_weights=cfg.inception_weights, fid_resize=cfg.fid_resize,
-            judge_max_images=cfg.judge_max_images, judge_epochs=cfg.judge_epochs,
-            judge_patience=cfg.judge_patience, c2st=False, controls=cfg.controls,
-            batch_size=cfg.batch_size, progress=cfg.progress,
-        )  # fmt: skip
+        options = EvaluatorOptions.from_config(cfg, c2st=False)  # its own test, of samples
+        evaluator = Evaluator(two, channels, device, options)
         real, feature_net = evaluator.real[domain], evaluator.feature_net
         judge_info = evaluator.judge_info
     size = tuple(real.shape[-2:])

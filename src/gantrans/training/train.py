@@ -26,7 +26,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
-from gantrans.checkpoint import LATEST, find_latest, load_checkpoint, remove_interrupted_saves
+from gantrans.checkpoint import find_latest, latest_of, load_checkpoint, remove_interrupted_saves
 from gantrans.config import TrainConfig, prepare_train_config, to_plain
 from gantrans.data import (
     PairedDataset,
@@ -153,7 +153,7 @@ class Run:
     reporter: Reporter
     bar: tqdm
     diag: Diagnostics | None = None
-    evaluator: Any = None  # gantrans.evaluation.evaluate.Evaluator with train.eval_every, on rank 0
+    evaluator: Any = None  # an evaluation.evaluator.Evaluator with train.eval_every, on rank 0
     means: RunningMeans = field(default_factory=RunningMeans)
     watch: FiniteWatch = field(default_factory=FiniteWatch)
     rollbacks: int = 0
@@ -161,7 +161,7 @@ class Run:
 
     @property
     def latest(self) -> Path:
-        return self.run_dir / "checkpoints" / LATEST
+        return latest_of(self.run_dir)
 
     def save(self, path: Path | None = None) -> None:
         self.state.save(path or self.latest, self.record)
@@ -215,7 +215,7 @@ def start(cfg: TrainConfig, run_dir: Path, di: DistInfo) -> Run:
     check_precision(dev, precision)
     if di.enabled and dev.type == "cuda":
         dev = torch.device("cuda", di.local_rank)  # one GPU per process
-    latest = run_dir / "checkpoints" / LATEST
+    latest = latest_of(run_dir)
     resume_path = _resume_source(cfg, run_dir, latest, di)
     if di.is_main:
         remove_interrupted_saves(latest.parent)  # a kill -9 during a save leaves its temp file
@@ -253,14 +253,15 @@ def start(cfg: TrainConfig, run_dir: Path, di: DistInfo) -> Run:
         run.diag = Diagnostics(gan_mode=str(cfg.loss.name), discriminators=m.discriminator_terms,
                                adversarial=m.adversarial_terms)  # fmt: skip
     if t.eval_every and di.is_main:
-        from gantrans.evaluation.evaluate import (
-            Evaluator,  # loads torchmetrics: only when evaluating
-        )
+        # loads torchmetrics: only when evaluating
+        from gantrans.evaluation.evaluator import Evaluator, EvaluatorOptions
 
-        run.evaluator = Evaluator(
-            to_plain(cfg.dataset), int(cfg.dataset.channels), dev, features=t.eval_features,
-            max_images=t.eval_max_images, seed=cfg.seed, c2st=t.eval_c2st, progress=t.progress,
+        options = EvaluatorOptions(
+            features=t.eval_features, max_images=t.eval_max_images, seed=cfg.seed,
+            c2st=t.eval_c2st, progress=t.progress,
+            judge_max_images=None,  # the judges learn from every training image
         )  # fmt: skip
+        run.evaluator = Evaluator(to_plain(cfg.dataset), int(cfg.dataset.channels), dev, options)
     sizes = ", ".join(
         f"{name} {sum(p.numel() for p in net.parameters()) / 1e6:.2f}M"
         for name, net in st.method.networks().items()
