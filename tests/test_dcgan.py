@@ -17,9 +17,10 @@ from gantrans.applying.sample import slerp
 from gantrans.checkpoint import load_checkpoint
 from gantrans.config import compose_train_config
 from gantrans.data import build_domain
+from gantrans.data.train_data import build_data
 from gantrans.evaluation.samples import diversity
 from gantrans.models.dcgan import DCGANDiscriminator, DCGANGenerator
-from gantrans.training import train
+from gantrans.training.distributed import DistInfo
 
 from .conftest import make_checkpoint, one_line_error, write_image
 from .test_reliability import _wait_for, poison_step
@@ -372,7 +373,7 @@ def test_a_plain_folder_of_images_is_one_domain(tmp_path):
 
 def test_train_data_is_single_domain(monkeypatch):
     cfg = compose_train_config([*TINY_DCGAN])
-    data = train.build_single_data(cfg, train.DistInfo(), torch.device("cpu"))
+    data = build_data("single", cfg, DistInfo(), torch.device("cpu"))
     batch = next(iter(data.loader))
     assert batch["real"].shape == (4, 3, 16, 16) and data.steps_per_epoch == 4
     assert data.sizes == (16,) and set(data.samples["test"]) == {"real"}
