@@ -238,7 +238,7 @@ def _call_guard(guard, path: str, headers: dict[str, str]) -> tuple[int, dict]:
 
 
 def test_a_token_guards_a_server_on_another_interface():
-    from gantrans.applying.serve import Guard, resolve_token
+    from gantrans.applying.guard import Guard, resolve_token
 
     assert resolve_token("auto", "127.0.0.1") is None and resolve_token("off", "0.0.0.0") is None
     token = resolve_token("auto", "0.0.0.0")
