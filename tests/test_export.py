@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from gantrans import __version__
+from gantrans.applying import export
 from gantrans.applying.loader import load_generator
-from gantrans.applying.translator import export
 
 from .conftest import make_checkpoint, one_line_error
 from .test_reference import arch_of, save_reference

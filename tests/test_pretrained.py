@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from gantrans.applying import pretrained
 from gantrans.applying.loader import load_generator
-from gantrans.applying.translator import pretrained
 
 from .conftest import one_line_error, write_image
 from .test_reference import arch_of, reference_net
