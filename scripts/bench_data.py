@@ -24,8 +24,8 @@ from torch.utils.data import DataLoader
 
 from gantrans.config import TrainConfig, compose_train_config, to_plain
 from gantrans.data import UnpairedDataset, UnpairedSampler, build_domains
-from gantrans.engine import build_training, train_step
 from gantrans.runtime import resolve_device
+from gantrans.training.engine import build_training, train_step
 
 
 def loader_rate(
@@ -59,7 +59,7 @@ def loader_rate(
 def step_rate(
     cfg: TrainConfig, data: UnpairedDataset, batch: int, steps: int, device: str
 ) -> float:
-    """Training pairs per second of the loop's own step (`gantrans.engine.train_step`), built
+    """Training pairs per second of the loop's own step (`gantrans.training.engine.train_step`), built
     as `gantrans train` builds it; the data is already in memory."""
     dev = resolve_device(device)
     torch.manual_seed(cfg.seed)

@@ -2,7 +2,7 @@
 
 Times the reference's own training step (`CycleGANModel.set_input` + `optimize_parameters`
 from a checkout of junyanz/pytorch-CycleGAN-and-pix2pix) and gantrans's training step
-(`gantrans.engine.train_step`, built as `gantrans train` builds it) in the same process, in
+(`gantrans.training.engine.train_step`, built as `gantrans train` builds it) in the same process, in
 interleaved rounds: every round runs a few steps of each contender in turn, so a change in the
 machine's load hits all of them alike. Same problem for all: ResNet generators, 3-layer
 PatchGANs with instance norm, LSGAN, cycle 10, identity 0.5, pool 50, Adam(2e-4, 0.5), random
@@ -48,8 +48,8 @@ from pathlib import Path
 import torch
 from benchmark import batch, build, device_name, timed
 
-from gantrans.engine import train_step
 from gantrans.runtime import resolve_device
+from gantrans.training.engine import train_step
 
 LOSS_NAMES = ("G_A", "G_B", "cycle_A", "cycle_B", "idt_A", "idt_B", "D_A", "D_B")
 CONTENDERS = {  # name: (precision, fuse, channels_last, compile)

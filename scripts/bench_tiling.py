@@ -26,11 +26,11 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from gantrans.applying import ApplyOptions, Translator
+from gantrans.applying.loader import load_generator
+from gantrans.applying.tiling import Tiling, tile_spans
+from gantrans.applying.translator import ApplyOptions, Translator
 from gantrans.data.pixels import read_picture
-from gantrans.loader import load_generator
 from gantrans.runtime import resolve_precision
-from gantrans.tiling import Tiling, tile_spans
 
 
 def shapes_scene(width: int, height: int, seed: int = 0) -> Image.Image:

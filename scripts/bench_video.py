@@ -24,10 +24,10 @@ from PIL import ImageDraw
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_tiling import shapes_scene, write_json  # noqa: E402
 
-from gantrans.applying import ApplyOptions, Translator  # noqa: E402
-from gantrans.loader import load_generator  # noqa: E402
+from gantrans.applying.loader import load_generator  # noqa: E402
+from gantrans.applying.translator import ApplyOptions, Translator  # noqa: E402
+from gantrans.applying.video import VideoOptions, translate_video  # noqa: E402
 from gantrans.runtime import resolve_precision  # noqa: E402
-from gantrans.video import VideoOptions, translate_video  # noqa: E402
 
 
 def make_clip(path: Path, w: int, h: int, frames: int, rate: int, noise: float) -> np.ndarray:

@@ -1,6 +1,6 @@
 """Training and translation speed of one configuration: iterations/s, images/s, peak memory.
 
-Times gantrans's own training step (`gantrans.engine.train_step`, the function the loop runs)
+Times gantrans's own training step (`gantrans.training.engine.train_step`, the function the loop runs)
 of a method (`--method cyclegan|cut|fastcut`) on synthetic batches, so the data pipeline is left out (scripts/bench_data.py measures that),
 and the generator's inference speed as `gantrans translate` runs it. On CUDA it also estimates
 model FLOP utilisation (FLOPs counted by torch.utils.flop_counter over one step, against the
@@ -38,8 +38,8 @@ import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 from gantrans.config import NO_DATASET_RECIPES, TrainConfig, compose_train_config
-from gantrans.engine import TrainState, build_training, train_step
 from gantrans.runtime import DTYPES, autocast, resolve_device
+from gantrans.training.engine import TrainState, build_training, train_step
 
 # datasheet dense (no sparsity) bf16 tensor-core TFLOP/s with fp32 accumulation, by a fragment of
 # torch.cuda.get_device_name(); the first fragment found in the name wins, so the more specific

@@ -21,7 +21,7 @@ import torch
 from PIL import Image
 from torchvision.transforms.functional import pil_to_tensor, to_pil_image
 
-from gantrans.reporting import image_rows
+from gantrans.training.reporting import image_rows
 
 EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
 

@@ -355,9 +355,9 @@ class Check:
             p, mem = self.gantrans(name, args, self.timeout(150))
             if not self.fold(part, p, mem, name):
                 return
-        part.details["compare"] = compare_checkpoints(
-            whole / "checkpoints" / "latest.pt", halves / "checkpoints" / "latest.pt"
-        )
+        from gantrans.checkpoint import latest_of
+
+        part.details["compare"] = compare_checkpoints(latest_of(whole), latest_of(halves))
         same = part.details["compare"]["identical"]
         part.status = "pass" if same else "fail"
         part.reason = "" if same else f"weights differ: {part.details['compare']}"
@@ -382,6 +382,8 @@ class Check:
 
     def portable(self, train_on: str, apply_on: str) -> Callable[[Part], None]:
         def run(part: Part) -> None:
+            from gantrans.checkpoint import latest_of
+
             run_dir = self.work / "runs" / f"portable_{train_on}"
             shutil.rmtree(run_dir, ignore_errors=True)
             args = self.train_args("cyclegan", run_dir, device=train_on)
@@ -394,7 +396,7 @@ class Check:
                                    self.timeout(150))  # fmt: skip
             if not self.fold(part, p, mem, f"train on {train_on}"):
                 return
-            ckpt = run_dir / "checkpoints" / "latest.pt"
+            ckpt = latest_of(run_dir)
             images = write_inputs(self.work / "runs" / "portable_inputs")
             out_dir = self.work / "runs" / f"portable_{train_on}_translated"
             shutil.rmtree(out_dir, ignore_errors=True)
@@ -517,13 +519,13 @@ def inspect_run(run_dir: Path) -> dict:
     import torch
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    from gantrans.checkpoint import load_checkpoint
+    from gantrans.checkpoint import latest_of, load_checkpoint
 
     acc = EventAccumulator(str(run_dir / "tb"), size_guidance={"scalars": 0})
     acc.Reload()
     losses = {t: [e.value for e in acc.Scalars(t)] for t in acc.Tags()["scalars"]
               if t.startswith("loss/")}  # fmt: skip
-    ckpt_path = run_dir / "checkpoints" / "latest.pt"
+    ckpt_path = latest_of(run_dir)
     info: dict = {
         "logged_steps": max((len(v) for v in losses.values()), default=0),
         "losses_finite": all(math.isfinite(x) for v in losses.values() for x in v),
@@ -645,7 +647,7 @@ def child(stats: Path, deterministic: bool, argv: list[str]) -> int:
     if deterministic:  # bit-for-bit comparisons: no autotuned or atomics-based kernels
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True, warn_only=True)
-        from gantrans import train as train_module
+        from gantrans.training import train as train_module
 
         start = train_module.start
 

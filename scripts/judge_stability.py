@@ -1,6 +1,6 @@
 """How far a judge's figure on generated images moves with the images the judge learned from.
 
-Trains the panel of judges (gantrans.judges: one per architecture) several times, each time on
+Trains the panel of judges (gantrans.evaluation.judges: one per architecture) several times, each time on
 another random share of the real training images (``--fraction`` of each domain, drawn anew
 per draw), and scores the same folder of translations with every panel, as
 `gantrans evaluate translations=DIR` does. Reports per draw each judge's balanced accuracy on
@@ -26,18 +26,13 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig
 
-from gantrans import judges
 from gantrans.config import compose_config
 from gantrans.data import build_domains
 from gantrans.errors import GantransError
-from gantrans.evaluate import (
-    JUDGE_SEEDS,
-    LABEL,
-    Evaluator,
-    load_images,
-    read_translations,
-    resolve_dataset,
-)
+from gantrans.evaluation import judges
+from gantrans.evaluation.evaluate import read_translations, resolve_dataset
+from gantrans.evaluation.evaluator import JUDGE_SEEDS, LABEL, Evaluator, EvaluatorOptions
+from gantrans.evaluation.images import load_images
 from gantrans.runtime import resolve_device
 
 
@@ -108,11 +103,11 @@ def measure(args: argparse.Namespace, cfg: DictConfig) -> dict:
         t0 = time.perf_counter()
         idx = subset(labels, args.fraction, gen)
         panel = panel_on(images[idx], labels[idx], cfg, device)
-        evaluator = Evaluator(
-            dataset, channels, device, features="classifier", max_images=cfg.max_images,
-            seed=cfg.seed, c2st=False, controls=False, judge_set=panel,
-            batch_size=cfg.batch_size, progress=cfg.progress,
+        options = EvaluatorOptions(
+            features="classifier", max_images=cfg.max_images, seed=cfg.seed, c2st=False,
+            controls=False, judge_set=panel, batch_size=cfg.batch_size, progress=cfg.progress,
         )  # fmt: skip
+        evaluator = Evaluator(dataset, channels, device, options)
         if fake is None:
             fake, names, _ = read_translations(
                 Path(cfg.translations), evaluator, cfg.direction, None, cfg.progress

@@ -1,6 +1,6 @@
 """Host-device synchronisations per training step, counted with the PyTorch profiler on any device.
 
-Runs the real training loop (`gantrans.train.train`, tiny networks on the built-in shapes set)
+Runs the real training loop (`gantrans.training.train.train`, tiny networks on the built-in shapes set)
 twice, for `--steps` and for 3x`--steps` steps, under torch.profiler, and reports per step (the
 difference of the two runs over the extra steps, so start-up and the final checkpoint cancel out):
 
@@ -73,7 +73,7 @@ class ReadBacks(TorchDispatchMode):
 
 def run(overrides: list[str], steps: int, log_every: int) -> dict:
     """Train `steps` steps under the profiler; counts of the events above, by name and site."""
-    from gantrans import train as train_module
+    from gantrans.training import train as train_module
 
     cfg = compose_train_config([
         *TINY, *overrides, f"train.max_steps={steps}", f"train.log_every={log_every}",

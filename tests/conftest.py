@@ -158,7 +158,7 @@ def tiny_ckpt(tmp_path: Path) -> Path:
 def make_cut_checkpoint(path: Path, *overrides: str) -> Path:
     """A valid checkpoint of an untrained tiny CUT model on the tiny shapes set."""
     from gantrans.config import compose_train_config, to_plain
-    from gantrans.engine import build_training
+    from gantrans.training.engine import build_training
 
     cfg = compose_train_config([*TINY, *TINY_CUT, *overrides])
     torch.manual_seed(0)

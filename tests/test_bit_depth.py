@@ -8,8 +8,8 @@ import torch
 from PIL import Image
 from torch import nn
 
-from gantrans.applying import ApplyOptions, Translator
-from gantrans.translate import translate_pictures
+from gantrans.applying.translate import translate_pictures
+from gantrans.applying.translator import ApplyOptions, Translator
 
 from .conftest import make_checkpoint, one_line_error, write_image
 

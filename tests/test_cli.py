@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from gantrans.train import discard_failed_start
+from gantrans.training.train import discard_failed_start
 
 from .conftest import TINY, TINY_NETS, one_line_error
 

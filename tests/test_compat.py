@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from gantrans.applying.loader import load_generator
 from gantrans.checkpoint import load_checkpoint
-from gantrans.loader import load_generator
 
 from .conftest import write_image
 

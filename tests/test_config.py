@@ -120,7 +120,7 @@ def test_every_combination_composes_and_builds(model, disc, loss, tmp_path):
     "disc,loss", list(itertools.product(options("discriminator"), options("loss")))
 )
 def test_every_dcgan_combination_composes_and_builds(disc, loss):
-    from gantrans.engine import build_training
+    from gantrans.training.engine import build_training
 
     overrides = ["method=dcgan", f"discriminator={disc}", f"loss={loss}", "model.ngf=2",
                  "discriminator.ndf=2", "precision=fp32"]  # fmt: skip
@@ -180,7 +180,7 @@ def test_resolved_config_is_plain_and_yaml_safe():
 @pytest.mark.parametrize("method", options("method"))
 def test_every_method_builds_and_translates_what_its_schema_says(method):
     from gantrans.config import method_directions
-    from gantrans.engine import build_training
+    from gantrans.training.engine import build_training
 
     overrides = [f"method={method}", "model.ngf=2", "discriminator.ndf=2", "precision=fp32"]
     st = build_training(compose_train_config(overrides), torch.device("cpu"))

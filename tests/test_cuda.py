@@ -9,10 +9,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from gantrans import train
 from gantrans.checkpoint import load_checkpoint
 from gantrans.config import compose_train_config, to_plain
-from gantrans.engine import build_training, train_step
+from gantrans.training import train
+from gantrans.training.engine import build_training, train_step
 
 from .conftest import TINY, TINY_CUT, make_checkpoint
 

@@ -9,12 +9,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from gantrans.applying.loader import load_generator
 from gantrans.config import compose_train_config
-from gantrans.engine import build_training, train_step
-from gantrans.loader import load_generator
-from gantrans.losses import patch_nce
 from gantrans.methods.cut import CUTGenerator, PatchSampler, paper_nce_layers
+from gantrans.methods.losses import patch_nce
 from gantrans.models import UnetSkipConnectionBlock, build_generator
+from gantrans.training.engine import build_training, train_step
 
 from .conftest import one_line_error, write_image
 

@@ -13,13 +13,14 @@ import pytest
 import torch
 from PIL import Image
 
-from gantrans import train
+from gantrans.applying.sample import slerp
 from gantrans.checkpoint import load_checkpoint
 from gantrans.config import compose_train_config
 from gantrans.data import build_domain
-from gantrans.evaluate_samples import diversity
+from gantrans.data.train_data import build_data
+from gantrans.evaluation.samples import diversity
 from gantrans.models.dcgan import DCGANDiscriminator, DCGANGenerator
-from gantrans.sample import slerp
+from gantrans.training.distributed import DistInfo
 
 from .conftest import make_checkpoint, one_line_error, write_image
 from .test_reliability import _wait_for, poison_step
@@ -242,7 +243,7 @@ def test_sigterm_stops_with_a_checkpoint(tmp_path):
 def test_train_step_is_the_losses_of_the_paper():
     """One step's logged terms are BCE of D on real (target 1) and G(z) (target 0), halved, and
     BCE of D(G(z)) against 1: recomputed here from the same latents."""
-    from gantrans.engine import build_training, train_step
+    from gantrans.training.engine import build_training, train_step
 
     cfg = compose_train_config([*TINY_DCGAN])
     torch.manual_seed(0)
@@ -372,7 +373,7 @@ def test_a_plain_folder_of_images_is_one_domain(tmp_path):
 
 def test_train_data_is_single_domain(monkeypatch):
     cfg = compose_train_config([*TINY_DCGAN])
-    data = train.build_single_data(cfg, train.DistInfo(), torch.device("cpu"))
+    data = build_data("single", cfg, DistInfo(), torch.device("cpu"))
     batch = next(iter(data.loader))
     assert batch["real"].shape == (4, 3, 16, 16) and data.steps_per_epoch == 4
     assert data.sizes == (16,) and set(data.samples["test"]) == {"real"}

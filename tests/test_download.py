@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from gantrans import download as dl
 from gantrans.data import DataError, build_domains
-from gantrans.download import SOURCES, download
+from gantrans.data import download as dl
+from gantrans.data.download import SOURCES, download
 from tests.conftest import one_line_error
 
 

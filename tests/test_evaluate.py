@@ -9,12 +9,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gantrans import judges
-from gantrans.checkpoint import load_checkpoint
+from gantrans.checkpoint import load_checkpoint, run_dir_of
 from gantrans.data import build_domains, tensor_to_pil
-from gantrans.evaluate import Evaluator, checks, run_dir_of
+from gantrans.evaluation import judges
+from gantrans.evaluation.evaluator import Evaluator, EvaluatorOptions, checks
+from gantrans.evaluation.names import LOWER_IS_BETTER, NEEDS_GENERATOR
 from gantrans.methods import CycleGAN
-from gantrans.metric_names import LOWER_IS_BETTER, NEEDS_GENERATOR
 
 from .conftest import TINY, make_checkpoint, one_line_error
 from .test_metrics import random_inception_weights
@@ -161,7 +161,7 @@ def test_evaluator_api_for_training(tmp_path):
     model = CycleGAN(gen, disc).train()
     kwargs = dict(features="classifier", max_images=4, **JUDGE_FAST)
     rng = torch.get_rng_state()
-    evaluator = Evaluator(SHAPES, 3, "cpu", **kwargs)
+    evaluator = Evaluator(SHAPES, 3, "cpu", EvaluatorOptions(**kwargs))
     with torch.no_grad():  # as inside a training loop's no_grad block: still works
         scores = evaluator(model.G_A, model.G_B)
     assert set(scores) == {k for k in LOWER_IS_BETTER if "lpips" not in k}  # LPIPS: paired sets
@@ -169,13 +169,13 @@ def test_evaluator_api_for_training(tmp_path):
     assert model.G_A.training and model.G_B.training  # train mode restored
     assert scores == evaluator(model.G_A, model.G_B)  # real statistics reused, seeded
     assert torch.equal(rng, torch.get_rng_state())  # training's random stream is left alone
-    again = Evaluator(SHAPES, 3, "cpu", **kwargs)
+    again = Evaluator(SHAPES, 3, "cpu", EvaluatorOptions(**kwargs))
     assert [j["cached"] for j in again.info["judges"]] == [True] * 3
     # a cap above the set's size (as `gantrans evaluate` has by default) is no cap: same judges
-    uncapped = Evaluator(SHAPES, 3, "cpu", **{**kwargs, "judge_max_images": None})
+    uncapped = Evaluator(SHAPES, 3, "cpu", EvaluatorOptions(**{**kwargs, "judge_max_images": None}))
     assert [j["cached"] for j in uncapped.info["judges"]] == [True] * 3
     # a run of another seed is scored by the same judges
-    reseeded = Evaluator(SHAPES, 3, "cpu", seed=5, **kwargs)
+    reseeded = Evaluator(SHAPES, 3, "cpu", EvaluatorOptions(seed=5, **kwargs))
     assert [j["cached"] for j in reseeded.info["judges"]] == [True] * 3
     one_way = evaluator(model.G_A)  # a method with one generator: no reconstructions
     assert "domain_acc_AtoB" in one_way and "domain_acc_BtoA" not in one_way
@@ -219,17 +219,18 @@ class Identity(Checkerboard):
         return x
 
 
+def judged_options(**changes) -> EvaluatorOptions:
+    return EvaluatorOptions(features="classifier", c2st=False, **JUDGE_FAST, **changes)
+
+
 def _real_judges() -> list[judges.Judge]:
-    return Evaluator(JUDGED, 3, "cpu", "classifier", c2st=False, **JUDGE_FAST).judges
+    return Evaluator(JUDGED, 3, "cpu", judged_options()).judges
 
 
 def test_a_judge_fooled_by_noise_is_caught_by_the_controls():
     honest, second, third = _real_judges()
     fooled = NoiseFooledJudge(honest.net, dict(honest.info))
-    evaluator = Evaluator(
-        JUDGED, 3, "cpu", "classifier", c2st=False, judge_set=[fooled, second, third],
-        **JUDGE_FAST,
-    )  # fmt: skip
+    evaluator = Evaluator(JUDGED, 3, "cpu", judged_options(judge_set=[fooled, second, third]))
     assert evaluator.judge_info[0]["reliable"]  # on real images it is as good as the honest one
     scores, _ = evaluator.run({"AtoB": Checkerboard(), "BtoA": Identity()})
     assert scores["domain_acc_AtoB"] == 1.0  # every circle "became" a square
@@ -241,10 +242,7 @@ def test_a_judge_fooled_by_noise_is_caught_by_the_controls():
     assert "cycle reconstructions" in text and "the judges disagree" in text
 
     # the same translations judged honestly: the figure is low, and nothing is flagged
-    plain = Evaluator(
-        JUDGED, 3, "cpu", "classifier", c2st=False, judge_set=[honest, second, third],
-        **JUDGE_FAST,
-    )  # fmt: skip
+    plain = Evaluator(JUDGED, 3, "cpu", judged_options(judge_set=[honest, second, third]))
     plain_scores, _ = plain.run({"AtoB": Identity(), "BtoA": Identity()})
     assert plain_scores["domain_acc_AtoB"] <= 0.25
     assert checks(plain_scores, plain.info)["AtoB"]["trustworthy"]
@@ -258,9 +256,8 @@ def test_a_weak_judge_is_flagged_as_unreliable():
             return torch.arange(len(images)) % 2  # right half the time
 
     evaluator = Evaluator(
-        JUDGED, 3, "cpu", "classifier", c2st=False, judge_set=[Coin(honest.net, {}), second, third],
-        **JUDGE_FAST,
-    )  # fmt: skip
+        JUDGED, 3, "cpu", judged_options(judge_set=[Coin(honest.net, {}), second, third])
+    )
     assert not evaluator.judge_info[0]["reliable"]
     scores, _ = evaluator.run({"AtoB": Identity(), "BtoA": Identity()})
     reasons = checks(scores, evaluator.info)["AtoB"]["reasons"]
@@ -354,7 +351,7 @@ def test_folder_scoring_user_errors_are_one_line(gantrans, tmp_path, args, messa
 def test_every_input_is_checked_before_any_judge_is_trained(
     gantrans, tmp_path, monkeypatch, args, message
 ):
-    import gantrans.evaluate as evaluate_module
+    import gantrans.evaluation.evaluate as evaluate_module
 
     def no_judges(*a, **k):
         raise AssertionError("judges were trained before the inputs were checked")

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from gantrans import __version__, export
-from gantrans.loader import load_generator
+from gantrans import __version__
+from gantrans.applying import export
+from gantrans.applying.loader import load_generator
 
 from .conftest import make_checkpoint, one_line_error
 from .test_reference import arch_of, save_reference

@@ -2,7 +2,7 @@
 
 import torch
 
-from gantrans.image_pool import ImagePool
+from gantrans.methods.image_pool import ImagePool
 
 
 def batch(value, n=1):

@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from gantrans import controls, judges
 from gantrans.data import build_domains
+from gantrans.evaluation import controls, judges
 
 CPU = torch.device("cpu")
 SHAPES = {"name": "shapes", "image_size": 32, "train_size": 120, "test_size": 60}

@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from gantrans.losses import AdversarialLoss, discriminator_accuracy, gradient_penalty
 from gantrans.methods import CycleGAN, CycleGANLoss
+from gantrans.methods.losses import AdversarialLoss, discriminator_accuracy, gradient_penalty
 
 
 def test_lsgan_values():

@@ -10,8 +10,8 @@ import torch
 from torch import nn
 from torchmetrics.image.fid import FrechetInceptionDistance
 
-from gantrans import classifiers, metrics
 from gantrans.data import build_domains
+from gantrans.evaluation import classifiers, metrics
 
 
 def _images(n: int, seed: int, shift: float = 0.0, channels: int = 3, side: int = 16):
@@ -225,7 +225,7 @@ def test_two_sample_test_detects_a_shift_and_not_identical_data():
 
 def test_shape_iou_ignores_colour_and_scores_circle_against_square():
     from gantrans.data import build_domains
-    from gantrans.metrics import shape_iou
+    from gantrans.evaluation.metrics import shape_iou
 
     test_A, _ = build_domains(
         {"name": "shapes", "image_size": 64, "train_size": 4, "test_size": 8, "seed": 0}, "test", 3

@@ -14,11 +14,11 @@ import pytest
 import torch
 from PIL import Image
 
-from gantrans import train
 from gantrans.checkpoint import load_checkpoint
 from gantrans.config import compose_train_config
 from gantrans.data import PairedSampler, build_domains, build_pairs
-from gantrans.engine import build_training, train_step
+from gantrans.training import train
+from gantrans.training.engine import build_training, train_step
 
 from .conftest import one_line_error, raises_one_line
 
@@ -485,8 +485,8 @@ def test_evaluate_scores_outputs_against_the_targets_and_lpips_offline_is_one_li
 ):
     import json
 
-    from gantrans import metrics
-    from gantrans.evaluate import quantize
+    from gantrans.evaluation import metrics
+    from gantrans.evaluation.images import quantize
 
     code, out, err = gantrans("evaluate", f"ckpt={aligned_ckpt}", *FAST_EVAL)
     assert code == 0, err
@@ -514,7 +514,7 @@ def test_evaluate_reports_lpips_from_the_package(gantrans, aligned_ckpt, offline
     import json
     import types
 
-    from gantrans.evaluate import quantize
+    from gantrans.evaluation.images import quantize
 
     class FakeLPIPS(torch.nn.Module):
         def __init__(self, net: str, verbose: bool) -> None:

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from gantrans import pretrained
-from gantrans.loader import load_generator
+from gantrans.applying import pretrained
+from gantrans.applying.loader import load_generator
 
 from .conftest import one_line_error, write_image
 from .test_reference import arch_of, reference_net

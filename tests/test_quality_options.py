@@ -8,13 +8,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from gantrans import checkpoint, controls, evaluate
+from gantrans import checkpoint
 from gantrans.checkpoint import load_checkpoint
 from gantrans.config import compose_train_config
-from gantrans.engine import GeneratorAverage, build_training, r1_penalty, train_step
 from gantrans.errors import ConfigError
+from gantrans.evaluation import controls, evaluator
 from gantrans.models import build_discriminator, build_generator, init_weights
 from gantrans.models.augment import diff_augment, parse_policy
+from gantrans.training.engine import GeneratorAverage, build_training, r1_penalty, train_step
 from tests.conftest import TINY, TINY_CUT, one_line_error
 
 GEN = dict(name="resnet", in_channels=1, out_channels=1, ngf=4, norm="instance", dropout=False,
@@ -258,7 +259,7 @@ def test_checkpoints_without_the_new_keys_read_as_their_defaults():
 def test_panel_scores_lead_with_the_mean_and_keep_the_old_keys():
     target = 1
     preds = [torch.tensor([1, 1, 1, 0]), torch.tensor([1, 0, 0, 0]), torch.tensor([1, 1, 0, 0])]
-    s = evaluate.panel_scores(preds, target, "AtoB")
+    s = evaluator.panel_scores(preds, target, "AtoB")
     assert s["panel_domain_acc_AtoB"] == pytest.approx((0.75 + 0.25 + 0.5) / 3)
     assert s["panel_min_domain_acc_AtoB"] == 0.25 and s["panel_max_domain_acc_AtoB"] == 0.75
     assert s["panel_spread_domain_acc_AtoB"] == 0.5
@@ -280,7 +281,7 @@ def test_a_wide_spread_marks_the_direction_suspect_and_a_narrow_one_does_not():
 
 
 def test_every_panel_key_has_a_direction_of_better():
-    from gantrans.metric_names import LOWER_IS_BETTER
+    from gantrans.evaluation.names import LOWER_IS_BETTER
 
     for name in ("panel_domain_acc", "panel_spread_domain_acc", "judge3_domain_acc",
                  "panel_input_domain_acc", "panel_agreement"):  # fmt: skip
@@ -290,7 +291,7 @@ def test_every_panel_key_has_a_direction_of_better():
 
 
 def test_every_metric_key_is_documented():
-    from gantrans.metric_names import LOWER_IS_BETTER, SAMPLES_LOWER_IS_BETTER, base_name
+    from gantrans.evaluation.names import LOWER_IS_BETTER, SAMPLES_LOWER_IS_BETTER, base_name
 
     text = (Path(__file__).parents[1] / "docs" / "evaluation-json.md").read_text()
     names = {base_name(k) for k in [*LOWER_IS_BETTER, *SAMPLES_LOWER_IS_BETTER]}

@@ -12,11 +12,11 @@ import torch
 from PIL import Image
 from torch import nn
 
+from gantrans.applying.loader import load_generator
+from gantrans.applying.reference import describe, infer_arch
+from gantrans.applying.translate import _pad
 from gantrans.errors import CheckpointError
-from gantrans.loader import load_generator
 from gantrans.models import NLayerDiscriminator, build_generator
-from gantrans.reference import describe, infer_arch
-from gantrans.translate import _pad
 
 from .conftest import one_line_error, write_image
 

@@ -14,10 +14,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from gantrans import checkpoint, train
+from gantrans import checkpoint
 from gantrans.checkpoint import load_checkpoint
-from gantrans.diagnostics import Diagnostics
 from gantrans.runtime import OutOfMemoryError
+from gantrans.training import train
+from gantrans.training.diagnostics import Diagnostics
 
 from .conftest import TINY, TINY_CUT
 

@@ -176,7 +176,7 @@ import itertools
 
 import torch
 
-from gantrans.losses import AdversarialLoss
+from gantrans.methods.losses import AdversarialLoss
 from gantrans.models import build_discriminator, build_generator
 from gantrans.models.init import init_weights
 

@@ -238,7 +238,7 @@ def _call_guard(guard, path: str, headers: dict[str, str]) -> tuple[int, dict]:
 
 
 def test_a_token_guards_a_server_on_another_interface():
-    from gantrans.serve import Guard, resolve_token
+    from gantrans.applying.guard import Guard, resolve_token
 
     assert resolve_token("auto", "127.0.0.1") is None and resolve_token("off", "0.0.0.0") is None
     token = resolve_token("auto", "0.0.0.0")
@@ -301,7 +301,7 @@ def test_concurrent_large_uploads_stay_within_the_memory_budget(tmp_path):
     import io
     import threading
 
-    from gantrans.serve import pixel_limit
+    from gantrans.applying.serve import pixel_limit
 
     memory_gb = 1 / 16
     side = int(pixel_limit(memory_gb) ** 0.5 * 0.95)
@@ -348,7 +348,7 @@ def test_uploads_past_the_waiting_limit_are_asked_to_retry(server):
     import socket
     from urllib.parse import urlparse
 
-    from gantrans.serve import MAX_WAITING
+    from gantrans.applying.serve import MAX_WAITING
 
     url, _, _ = server
     where = urlparse(url)

@@ -7,9 +7,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from gantrans.applying import ApplyOptions, Translator
-from gantrans.models import build_generator
-from gantrans.tiling import (
+from gantrans.applying.tiling import (
     Tiling,
     axis_weights,
     bytes_per_pixel,
@@ -17,6 +15,8 @@ from gantrans.tiling import (
     gather_norm_stats,
     tile_spans,
 )
+from gantrans.applying.translator import ApplyOptions, Translator
+from gantrans.models import build_generator
 
 from .conftest import one_line_error, write_image
 

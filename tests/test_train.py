@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from gantrans.checkpoint import load_checkpoint
-from gantrans.train import lr_factor
+from gantrans.training.train import lr_factor
 
 from .conftest import TINY, TINY_CUT
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from gantrans.loader import load_generator
+from gantrans.applying.loader import load_generator
 
 from .conftest import make_checkpoint, one_line_error, write_image
 
@@ -276,7 +276,7 @@ def test_an_output_name_taken_by_a_folder_skips_that_file_only(
 def test_a_failing_write_is_one_line_and_the_rest_are_translated(
     gantrans, abc_folder, tiny_ckpt, tmp_path, monkeypatch
 ):
-    import gantrans.translate as translate_module
+    import gantrans.applying.translate as translate_module
 
     real = translate_module.save_picture
 
@@ -321,7 +321,7 @@ def test_read_and_write_failures_are_counted_apart(gantrans, abc_folder, tiny_ck
 def test_an_output_that_cannot_take_anything_stops_before_translating(
     gantrans, abc_folder, tiny_ckpt, tmp_path, monkeypatch, case
 ):
-    import gantrans.translate as translate_module
+    import gantrans.applying.translate as translate_module
 
     translated = []
     monkeypatch.setattr(
@@ -440,7 +440,7 @@ def test_a_checkpoint_folder_points_at_its_own_latest(gantrans, abc_folder, tiny
 def test_a_tile_in_exponent_notation_is_a_side_not_an_error(
     gantrans, abc_folder, tiny_ckpt, tmp_path
 ):
-    from gantrans.applying import parse_tile
+    from gantrans.applying.translator import parse_tile
 
     assert parse_tile(1e9) == parse_tile("1000000000.0") == 1_000_000_000
     code, _, err = gantrans(
@@ -456,7 +456,7 @@ def test_a_tile_in_exponent_notation_is_a_side_not_an_error(
 def test_a_missing_input_is_reported_before_the_checkpoint_is_loaded(
     gantrans, tmp_path, monkeypatch
 ):
-    import gantrans.translate as translate_module
+    import gantrans.applying.translate as translate_module
 
     def no_load(*args, **kwargs):
         raise AssertionError("the checkpoint was loaded before the input was checked")

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from gantrans.applying import ApplyOptions, Translator
-from gantrans.loader import load_generator
-from gantrans.video import VideoOptions, translate_video
+from gantrans.applying.loader import load_generator
+from gantrans.applying.translator import ApplyOptions, Translator
+from gantrans.applying.video import VideoOptions, translate_video
 
 from .conftest import one_line_error, write_image
 

@@ -43,6 +43,7 @@ log = logging.getLogger("gantrans")
 CHECKPOINT_FORMAT = "gantrans-checkpoint"
 CHECKPOINT_VERSION = 2
 LATEST = "latest.pt"
+CHECKPOINTS_DIR = "checkpoints"  # <run>/checkpoints/latest.pt, best.pt
 V1_METHOD, V1_DIRECTIONS = "cyclegan", {"AtoB": "G_A", "BtoA": "G_B"}  # version 1: CycleGAN
 EMA_SUFFIX = "_ema"  # models[NAME + EMA_SUFFIX]: the moving average of network NAME's weights
 
@@ -273,10 +274,10 @@ def save_atomic(obj: Any, path: str | Path) -> None:
 
 def _folder_hint(path: Path) -> Path:
     """The checkpoint a user most likely meant by a folder: its own latest.pt, or its run's."""
-    for candidate in (path / LATEST, path / "checkpoints" / LATEST):
+    for candidate in (path / LATEST, latest_of(path)):
         if candidate.is_file():
             return candidate
-    return path / LATEST if path.name == "checkpoints" else path / "checkpoints" / LATEST
+    return path / LATEST if path.name == CHECKPOINTS_DIR else latest_of(path)
 
 
 def _unpickler_reason(exc: BaseException) -> str:
@@ -436,9 +437,25 @@ def load_state(net: nn.Module, state: dict, what: str, path: str | Path) -> None
         ) from None
 
 
+def checkpoints_dir(run_dir: str | Path) -> Path:
+    """The folder of a run directory's checkpoints: <run>/checkpoints."""
+    return Path(run_dir) / CHECKPOINTS_DIR
+
+
+def latest_of(run_dir: str | Path) -> Path:
+    """Where a run directory's latest checkpoint is written: <run>/checkpoints/latest.pt."""
+    return checkpoints_dir(run_dir) / LATEST
+
+
+def run_dir_of(ckpt: str | Path) -> Path:
+    """The run directory of a checkpoint: <run>/checkpoints/x.pt -> <run>; else its folder."""
+    ckpt = Path(ckpt).resolve()
+    return ckpt.parent.parent if ckpt.parent.name == CHECKPOINTS_DIR else ckpt.parent
+
+
 def find_latest(run_dir: str | Path) -> Path | None:
     """The latest checkpoint of a run directory, if any."""
-    path = Path(run_dir) / "checkpoints" / LATEST
+    path = latest_of(run_dir)
     return path if path.is_file() else None
 
 

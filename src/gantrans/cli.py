@@ -13,9 +13,10 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from gantrans import __version__, distributed
+from gantrans import __version__
 from gantrans.config import register_configs
 from gantrans.errors import GantransError
+from gantrans.training import distributed
 
 CONFIG_PATH = "pkg://gantrans.configs"
 
@@ -29,25 +30,31 @@ class Subcommand:
 
 SUBCOMMANDS: dict[str, Subcommand] = {
     "train": Subcommand(
-        "train", "gantrans.train:main", "train a model (CycleGAN, CUT, FastCUT, DCGAN) from configs"
+        "train",
+        "gantrans.training.train:main",
+        "train a model (CycleGAN, CUT, FastCUT, DCGAN) from configs",
     ),
     "translate": Subcommand(
         "translate",
-        "gantrans.translate:main",
+        "gantrans.applying.translate:main",
         "apply a trained checkpoint to images, videos or a folder of them",
     ),
     "sample": Subcommand(
-        "sample", "gantrans.sample:main", "draw images from a DCGAN checkpoint (method=dcgan)"
+        "sample",
+        "gantrans.applying.sample:main",
+        "draw images from a DCGAN checkpoint (method=dcgan)",
     ),
     "serve": Subcommand(
-        "serve", "gantrans.serve:main", "a local web page that translates uploaded images"
+        "serve", "gantrans.applying.serve:main", "a local web page that translates uploaded images"
     ),
     "evaluate": Subcommand(
-        "evaluate", "gantrans.evaluate:main", "score a checkpoint: FID, KID, domain accuracy, ..."
+        "evaluate",
+        "gantrans.evaluation.evaluate:main",
+        "score a checkpoint: FID, KID, domain accuracy, ...",
     ),
-    "download": Subcommand("download", "gantrans.download:main", "fetch a dataset by name"),
+    "download": Subcommand("download", "gantrans.data.download:main", "fetch a dataset by name"),
     "export": Subcommand(
-        "export", "gantrans.export:main", "write a generator as ONNX or TorchScript"
+        "export", "gantrans.applying.export:main", "write a generator as ONNX or TorchScript"
     ),
 }
 

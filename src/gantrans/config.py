@@ -18,13 +18,15 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from gantrans.errors import ConfigError
-from gantrans.metric_names import LOWER_IS_BETTER, metric_available
+from gantrans.evaluation.names import LOWER_IS_BETTER, metric_available
 
 # CycleGAN's loss weights (the paper's), the values of loss.lambda_cycle / lambda_identity when null
 LAMBDA_CYCLE = 10.0
 LAMBDA_IDENTITY = 0.5
 AUGMENT_POLICIES = ("color", "translation", "cutout")
 """The transformations of discriminator.augment (gantrans.models.augment)."""
+DCGAN_SIZES = (16, 32, 64, 128, 256)
+"""Image sides the DCGAN networks build for (powers of two from 16: gantrans.models.dcgan)."""
 
 # Overrides that drop train.yaml's per-dataset tuning (recipe/<dataset>, recipe/model/
 # <dataset>_<model> and recipe/method/<dataset>_<method>), so the networks and losses are the
@@ -702,8 +704,6 @@ def _check_domains(cfg: DictConfig, schema: type[MethodConfig]) -> None:
             f"method=dcgan generates from noise and needs model=dcgan, not model "
             f"{cfg.model.name} (an image-to-image generator): pass model=dcgan"
         )
-    from gantrans.models.dcgan import DCGAN_SIZES  # torch-free config module otherwise
-
     size, data_size = cfg.model.image_size, image_size(cfg.dataset)
     if size not in DCGAN_SIZES:
         raise ConfigError(

@@ -200,7 +200,7 @@ def scan_folder(folder: Path, strict: bool = False) -> tuple[list[Path], list[tu
     return good, skipped
 
 
-def _folder_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
+def folder_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
     """Validate the folder dataset settings, raising a one-line DataError for a bad one."""
     root = cfg.get("root")
     if root is None or str(root).strip() in ("", "???"):
@@ -279,7 +279,7 @@ def build_folder(
         DataError: A missing root or domain folder, a domain without usable images, or an
             invalid setting.
     """
-    opts = _folder_config(cfg)
+    opts = folder_config(cfg)
     root: Path = opts["root"]
     shown: str = opts["shown"]
     fallbacks: list[str] = []

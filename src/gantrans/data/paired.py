@@ -19,7 +19,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from .folder import _folder_config, scan_folder, warn_skipped
+from .folder import folder_config, scan_folder, warn_skipped
 from .imageio import IMAGE_EXTENSIONS, DataError, open_image, oriented_size, pil_to_tensor
 from .shapes import ShapesDomain, build_shapes
 from .transforms import eval_transform, train_transform
@@ -329,7 +329,7 @@ def build_aligned(cfg: Mapping[str, Any], split: str, channels: int) -> AlignedP
     Raises:
         DataError: A missing root or layout, no pair, or an invalid setting (one line).
     """
-    opts = _folder_config(cfg)
+    opts = folder_config(cfg)
     root, shown = opts["root"], opts["shown"]
     kwargs = dict(
         channels=channels, preprocess=opts["preprocess"], load_size=opts["load_size"],

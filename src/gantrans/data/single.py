@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
-from .folder import FolderDomain, _folder_config, scan_domain, warn_skipped
+from .folder import FolderDomain, folder_config, scan_domain, warn_skipped
 from .imageio import DataError
 from .smiles import TEST_FRACTION, split_files
 from .unpaired import DomainDataset
@@ -55,7 +55,7 @@ def is_plain_folder(cfg: Mapping[str, Any], domain: str) -> bool:
 
 
 def _plain_folder_domain(cfg: Mapping[str, Any], split: str, channels: int) -> FolderDomain:
-    opts = _folder_config(cfg)
+    opts = folder_config(cfg)
     good, bad = scan_domain(opts["root"], "images", strict=opts["strict"])
     warn_skipped(f"dataset.root={opts['shown']}", bad, stacklevel=4)
     files = split_files(good, split, TEST_FRACTION)

@@ -1,7 +1,7 @@
 """Training methods as plug-ins (CycleGAN, CUT, FastCUT, pix2pix, DCGAN) and their registry by name.
 
 A method owns its networks, its loss phases and what a checkpoint and the logs need; the loop
-(gantrans.engine, gantrans.train) only asks it for the optimisers' parameter groups, the phases
+(gantrans.training.engine, gantrans.training.train) only asks it for the optimisers' parameter groups, the phases
 of a step and the images to show (the interface: gantrans.methods.base.Method).
 """
 

@@ -1,7 +1,7 @@
 """The method plug-in interface: what the training loop asks of a training method.
 
 A method owns its networks, its loss phases and what a checkpoint and the logs need; the loop
-(gantrans.engine, gantrans.train) only asks it for the optimisers' parameter groups, the phases
+(gantrans.training.engine, gantrans.training.train) only asks it for the optimisers' parameter groups, the phases
 of a step and the images to show, and knows nothing of cycles or contrastive losses.
 """
 
@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from gantrans.config import to_plain
-from gantrans.image_pool import ImagePool
+from gantrans.methods.image_pool import ImagePool
 from gantrans.models.generators import ChangeMask
 
 if TYPE_CHECKING:

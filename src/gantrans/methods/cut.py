@@ -29,13 +29,6 @@ import torch
 from torch import nn
 
 from gantrans.errors import ConfigError
-from gantrans.image_pool import ImagePool
-from gantrans.losses import (
-    AdversarialLoss,
-    discriminator_terms,
-    gradient_penalty,
-    patch_nce,
-)
 from gantrans.methods.base import (
     Batch,
     Method,
@@ -46,6 +39,13 @@ from gantrans.methods.base import (
     generator_arch,
     run_both,
     set_requires_grad,
+)
+from gantrans.methods.image_pool import ImagePool
+from gantrans.methods.losses import (
+    AdversarialLoss,
+    discriminator_terms,
+    gradient_penalty,
+    patch_nce,
 )
 from gantrans.models import build_discriminator, build_generator, init_weights
 

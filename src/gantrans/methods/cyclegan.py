@@ -16,13 +16,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from gantrans.config import LAMBDA_CYCLE, LAMBDA_IDENTITY
-from gantrans.image_pool import ImagePool
-from gantrans.losses import (
-    AdversarialLoss,
-    discriminator_accuracy,
-    discriminator_loss,
-    gradient_penalty,
-)
 from gantrans.methods.base import (
     Batch,
     Method,
@@ -33,6 +26,13 @@ from gantrans.methods.base import (
     generator_arch,
     run_both,
     set_requires_grad,
+)
+from gantrans.methods.image_pool import ImagePool
+from gantrans.methods.losses import (
+    AdversarialLoss,
+    discriminator_accuracy,
+    discriminator_loss,
+    gradient_penalty,
 )
 from gantrans.models import build_discriminator, build_generator, init_weights
 

@@ -16,12 +16,12 @@ import torch
 from torch import nn
 
 from gantrans.config import to_plain
-from gantrans.image_pool import ImagePool
-from gantrans.losses import AdversarialLoss, discriminator_terms
 from gantrans.methods.base import Batch, Method, Phase, Terms, set_requires_grad
 from gantrans.methods.cut import DiscriminatorScores
+from gantrans.methods.image_pool import ImagePool
+from gantrans.methods.losses import AdversarialLoss, discriminator_terms
 from gantrans.models import build_discriminator, init_weights
-from gantrans.models.dcgan import build_dcgan_discriminator, build_dcgan_generator
+from gantrans.models.dcgan import build_dcgan_discriminator, build_dcgan_generator, latents
 
 if TYPE_CHECKING:
     from gantrans.config import TrainConfig
@@ -35,11 +35,6 @@ def dcgan_generator_arch(model: Any, channels: int) -> dict[str, Any]:
     arch = {k: v for k, v in to_plain(model).items() if k not in ("init_type", "init_gain")}
     arch.update(out_channels=channels)
     return arch
-
-
-def latents(n: int, nz: int, generator: torch.Generator | None = None) -> torch.Tensor:
-    """(n, nz) latent vectors from N(0, I), drawn on the CPU (the same on every device)."""
-    return torch.randn(n, nz, generator=generator)
 
 
 class DCGAN(Method):

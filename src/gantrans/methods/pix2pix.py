@@ -16,12 +16,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gantrans.image_pool import ImagePool
-from gantrans.losses import (
-    AdversarialLoss,
-    discriminator_terms,
-    gradient_penalty,
-)
 from gantrans.methods.base import (
     Batch,
     Method,
@@ -32,6 +26,12 @@ from gantrans.methods.base import (
     generator_arch,
     run_both,
     set_requires_grad,
+)
+from gantrans.methods.image_pool import ImagePool
+from gantrans.methods.losses import (
+    AdversarialLoss,
+    discriminator_terms,
+    gradient_penalty,
 )
 from gantrans.models import build_discriminator, build_generator, init_weights
 

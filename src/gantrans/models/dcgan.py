@@ -16,10 +16,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from gantrans.config import DCGAN_SIZES
 from gantrans.models import discriminator_options
 
-DCGAN_SIZES = (16, 32, 64, 128, 256)
-"""Image sides the networks build for (powers of two from 16)."""
 DCGAN_NORMS = ("batch", "none")
 
 
@@ -34,6 +33,11 @@ def _levels(image_size: int) -> int:
 
 def _norm(norm: str, channels: int) -> nn.Module:
     return nn.BatchNorm2d(channels) if norm == "batch" else nn.Identity()
+
+
+def latents(n: int, nz: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """(n, nz) latent vectors from N(0, I), drawn on the CPU (the same on every device)."""
+    return torch.randn(n, nz, generator=generator)
 
 
 class DCGANGenerator(nn.Module):

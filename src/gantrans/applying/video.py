@@ -17,7 +17,7 @@ from gantrans.data.imageio import DataError, one_line
 from gantrans.errors import ConfigError, GantransError
 
 if TYPE_CHECKING:
-    from gantrans.applying import Translator
+    from gantrans.applying.translator import Translator
 
 log = logging.getLogger("gantrans")
 

@@ -15,7 +15,6 @@ cycles or contrastive losses.
 from __future__ import annotations
 
 import logging
-import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,26 +25,12 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
-from gantrans import distributed
-from gantrans.checkpoint import LATEST, find_latest, load_checkpoint, remove_interrupted_saves
+from gantrans.checkpoint import find_latest, latest_of, load_checkpoint, remove_interrupted_saves
 from gantrans.config import TrainConfig, prepare_train_config, to_plain
-from gantrans.data import (
-    PairedDataset,
-    PairedSampler,
-    SingleDataset,
-    UnpairedDataset,
-    UnpairedSampler,
-    build_domain,
-    build_domains,
-    build_pairs,
-)
-from gantrans.diagnostics import Diagnostics
-from gantrans.distributed import DistInfo
-from gantrans.engine import TrainingError, TrainState, build_training, lr_factor, train_step
+from gantrans.data.train_data import TrainData, build_data
 from gantrans.errors import CheckpointError, ConfigError, GantransError
+from gantrans.evaluation.names import LOWER_IS_BETTER
 from gantrans.methods import Batch, Method, Terms, method_class
-from gantrans.metric_names import LOWER_IS_BETTER
-from gantrans.reporting import Reporter, RunningMeans, image_rows
 from gantrans.runtime import (
     OutOfMemoryError,
     autocast,
@@ -53,86 +38,20 @@ from gantrans.runtime import (
     resolve_device,
     resolve_precision,
 )
+from gantrans.training import distributed
+from gantrans.training.diagnostics import Diagnostics
+from gantrans.training.distributed import DistInfo
+from gantrans.training.engine import (
+    TrainingError,
+    TrainState,
+    build_training,
+    lr_factor,
+    train_step,
+)
+from gantrans.training.guards import FiniteWatch, StopRequest
+from gantrans.training.reporting import Reporter, RunningMeans, image_rows
 
 log = logging.getLogger("gantrans")
-
-
-class StopRequest:
-    """SIGINT/SIGTERM ask the loop to stop after the current step; a second SIGINT stops at once."""
-
-    def __init__(self) -> None:
-        self.signal_name: str | None = None
-        self._previous: dict[int, Any] = {}
-
-    def _handle(self, signum: int, _frame: Any) -> None:
-        if self.signal_name is not None and signum == signal.SIGINT:
-            raise KeyboardInterrupt  # second Ctrl-C: leave now (checkpoints are written atomically)
-        self.signal_name = signal.Signals(signum).name
-        log.warning(
-            "\n%s received: finishing this step and writing a checkpoint (Ctrl-C again to quit at once)",
-            self.signal_name,
-        )
-
-    def __enter__(self) -> StopRequest:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            try:
-                self._previous[sig] = signal.signal(sig, self._handle)
-            except ValueError:  # not the main thread: leave the default handlers
-                pass
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-
-
-class FiniteWatch:
-    """Whether each step's loss terms were finite, kept on the device until someone asks.
-
-    `add` records one step without synchronising; `first_bad` reads every pending record back
-    in one transfer and returns the first step with a NaN or Inf term, and those terms.
-    """
-
-    def __init__(self) -> None:
-        self.pending: list[tuple[int, list[str], torch.Tensor]] = []  # (step, names, (K,) bool)
-
-    def add(self, step: int, terms: Terms) -> None:
-        if terms:
-            names = list(terms)
-            flags = torch.stack([torch.isfinite(v.detach()).all() for v in terms.values()])
-            self.pending.append((step, names, flags))
-
-    def first_bad(self) -> tuple[int, list[str]] | None:
-        if not self.pending:
-            return None
-        flags = torch.cat([f for _, _, f in self.pending]).tolist()  # the one synchronisation
-        i = 0
-        found = None
-        for step, names, f in self.pending:
-            ok = flags[i : i + f.numel()]
-            i += f.numel()
-            if not all(ok):
-                found = step, [n for n, good in zip(names, ok, strict=True) if not good]
-                break
-        self.pending.clear()
-        return found
-
-    def reset(self) -> None:
-        self.pending.clear()
-
-
-@dataclass
-class TrainData:
-    """The training batches of a run and its length."""
-
-    loader: torch.utils.data.DataLoader
-    sampler: UnpairedSampler
-    sizes: tuple[int, ...]  # training images in A and B (one domain's: one count)
-    global_batch: int  # images per domain per step, all ranks together
-    steps_per_epoch: int
-    total_steps: int  # this run's last step (train.max_steps caps the planned length)
-    planned_steps: int  # (n_epochs + n_epochs_decay) * steps_per_epoch
-    samples: dict[str, Batch]  # fixed images for the grids: {"train": {"A", "B"}, "test": ...}
 
 
 @dataclass
@@ -147,7 +66,7 @@ class Run:
     reporter: Reporter
     bar: tqdm
     diag: Diagnostics | None = None
-    evaluator: Any = None  # gantrans.evaluate.Evaluator with train.eval_every, on rank 0
+    evaluator: Any = None  # an evaluation.evaluator.Evaluator with train.eval_every, on rank 0
     means: RunningMeans = field(default_factory=RunningMeans)
     watch: FiniteWatch = field(default_factory=FiniteWatch)
     rollbacks: int = 0
@@ -155,7 +74,7 @@ class Run:
 
     @property
     def latest(self) -> Path:
-        return self.run_dir / "checkpoints" / LATEST
+        return latest_of(self.run_dir)
 
     def save(self, path: Path | None = None) -> None:
         self.state.save(path or self.latest, self.record)
@@ -211,12 +130,12 @@ def start(cfg: TrainConfig, run_dir: Path, di: DistInfo) -> Run:
     check_precision(dev, precision)
     if di.enabled and dev.type == "cuda":
         dev = torch.device("cuda", di.local_rank)  # one GPU per process
-    latest = run_dir / "checkpoints" / LATEST
+    latest = latest_of(run_dir)
     resume_path = _resume_source(cfg, run_dir, latest, di)
     if di.is_main:
         remove_interrupted_saves(latest.parent)  # a kill -9 during a save leaves its temp file
     torch.manual_seed(cfg.seed)
-    data = build_data(cfg, di, dev)
+    data = build_data(method_class(str(cfg.method.name)).data, cfg, di, dev)
     t = cfg.train
 
     def schedule(step: int) -> float:
@@ -249,12 +168,15 @@ def start(cfg: TrainConfig, run_dir: Path, di: DistInfo) -> Run:
         run.diag = Diagnostics(gan_mode=str(cfg.loss.name), discriminators=m.discriminator_terms,
                                adversarial=m.adversarial_terms)  # fmt: skip
     if t.eval_every and di.is_main:
-        from gantrans.evaluate import Evaluator  # loads torchmetrics: only when evaluating
+        # loads torchmetrics: only when evaluating
+        from gantrans.evaluation.evaluator import Evaluator, EvaluatorOptions
 
-        run.evaluator = Evaluator(
-            to_plain(cfg.dataset), int(cfg.dataset.channels), dev, features=t.eval_features,
-            max_images=t.eval_max_images, seed=cfg.seed, c2st=t.eval_c2st, progress=t.progress,
+        options = EvaluatorOptions(
+            features=t.eval_features, max_images=t.eval_max_images, seed=cfg.seed,
+            c2st=t.eval_c2st, progress=t.progress,
+            judge_max_images=None,  # the judges learn from every training image
         )  # fmt: skip
+        run.evaluator = Evaluator(to_plain(cfg.dataset), int(cfg.dataset.channels), dev, options)
     sizes = ", ".join(
         f"{name} {sum(p.numel() for p in net.parameters()) / 1e6:.2f}M"
         for name, net in st.method.networks().items()
@@ -292,108 +214,6 @@ def _resume_source(cfg: TrainConfig, run_dir: Path, latest: Path, di: DistInfo) 
             "or choose a new hydra.run.dir"
         )
     return None
-
-
-def build_data(cfg: TrainConfig, di: DistInfo, dev: torch.device) -> TrainData:
-    """The training batches the method needs (unpaired: a random A and B per sample; paired:
-    `build_paired_data`)."""
-    kind = method_class(str(cfg.method.name)).data
-    if kind == "single":
-        return build_single_data(cfg, di, dev)
-    if kind == "paired":
-        return build_paired_data(cfg, di, dev)
-    if kind != "unpaired":
-        raise ConfigError(f"method={cfg.method.name} needs {kind} data, which no dataset gives")
-    t, dataset, channels = cfg.train, to_plain(cfg.dataset), int(cfg.dataset.channels)
-    train_A, train_B = build_domains(dataset, "train", channels)
-    test_A, test_B = build_domains(dataset, "test", channels)
-    data = UnpairedDataset(train_A, train_B, augment=True)
-    sampler = UnpairedSampler(
-        len(train_A), len(train_B), seed=cfg.seed, rank=di.rank, world_size=di.world_size
-    )
-    k = t.num_samples
-    samples = {
-        "train": {"A": _fixed_samples(train_A, k), "B": _fixed_samples(train_B, k)},
-        "test": {"A": _fixed_samples(test_A, k), "B": _fixed_samples(test_B, k)},
-    }
-    return _train_data(cfg, di, dev, data, sampler, (len(train_A), len(train_B)), samples)
-
-
-def build_single_data(cfg: TrainConfig, di: DistInfo, dev: torch.device) -> TrainData:
-    """The training batches of a single-domain method: images of `dataset.domain` only
-    ({"real": ...}), in the resumable order of an UnpairedSampler with one image in B."""
-    t, dataset, channels = cfg.train, to_plain(cfg.dataset), int(cfg.dataset.channels)
-    train = build_domain(dataset, "train", channels)
-    test = build_domain(dataset, "test", channels)
-    sampler = UnpairedSampler(len(train), 1, seed=cfg.seed, rank=di.rank, world_size=di.world_size)
-    k = t.num_samples  # the grids: held-out real images above the generated ones
-    samples = {"test": {"real": _fixed_samples(test, k)}}
-    return _train_data(cfg, di, dev, SingleDataset(train), sampler, (len(train),), samples)
-
-
-def _train_data(
-    cfg: TrainConfig,
-    di: DistInfo,
-    dev: torch.device,
-    data: torch.utils.data.Dataset,
-    sampler: UnpairedSampler | PairedSampler,
-    sizes: tuple[int, ...],
-    samples: dict[str, Batch],
-) -> TrainData:
-    """The loader over `data` in `sampler`'s order and the run's length in steps."""
-    t = cfg.train
-    global_batch = t.batch_size * di.world_size
-    steps_per_epoch = len(data) // global_batch
-    if steps_per_epoch == 0:
-        raise ConfigError(
-            f"train.batch_size={t.batch_size} x {di.world_size} process(es) is larger than the "
-            f"dataset ({len(data)} images per epoch)"
-        )
-    planned = (t.n_epochs + t.n_epochs_decay) * steps_per_epoch
-    loader = torch.utils.data.DataLoader(
-        data, batch_size=t.batch_size, sampler=sampler, num_workers=t.num_workers,
-        persistent_workers=t.num_workers > 0, pin_memory=dev.type == "cuda", drop_last=True,
-        worker_init_fn=_leave_sigterm_to_the_main_process,
-        # a private generator: creating the iterator must not consume the global RNG, or a
-        # resumed run would draw different dropout masks than an uninterrupted one
-        generator=torch.Generator().manual_seed(cfg.seed),
-    )  # fmt: skip
-    return TrainData(
-        loader, sampler, sizes, global_batch, steps_per_epoch,
-        min(planned, t.max_steps) if t.max_steps is not None else planned, planned, samples,
-    )  # fmt: skip
-
-
-def build_paired_data(cfg: TrainConfig, di: DistInfo, dev: torch.device) -> TrainData:
-    """The training batches of a paired method: pair i of A and B, cropped and flipped alike,
-    each pair once per epoch in a random order."""
-    t, dataset, channels = cfg.train, to_plain(cfg.dataset), int(cfg.dataset.channels)
-    train_pairs = build_pairs(dataset, "train", channels)
-    test_pairs = build_pairs(dataset, "test", channels)
-    sampler = PairedSampler(len(train_pairs), seed=cfg.seed, rank=di.rank, world_size=di.world_size)
-    samples = {}
-    for split, pairs in (("train", train_pairs), ("test", test_pairs)):
-        first = [pairs.load_pair(i) for i in range(min(t.num_samples, len(pairs)))]
-        samples[split] = {
-            "A": torch.stack([a for a, _ in first]),
-            "B": torch.stack([b for _, b in first]),
-        }
-    data = PairedDataset(train_pairs, augment=True)
-    sizes = (len(train_pairs), len(train_pairs))
-    return _train_data(cfg, di, dev, data, sampler, sizes, samples)
-
-
-def _leave_sigterm_to_the_main_process(_worker_id: int) -> None:
-    """In a DataLoader worker: ignore SIGTERM. A SIGTERM sent to the whole process group (Slurm,
-    `timeout`, `kill -TERM -PGID`) would otherwise kill the workers mid-step, and the main
-    process would fail on the lost batch instead of finishing its step and saving; the main
-    process shuts its workers down itself when it stops. (Ctrl-C's SIGINT already spares them.)"""
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-
-
-def _fixed_samples(domain, k: int) -> torch.Tensor:
-    """The first k images of a domain with test-time transforms: (k, C, H, W) in [-1, 1]."""
-    return torch.stack([domain.load(i, None) for i in range(min(k, len(domain)))])
 
 
 def _batches(run: Run):

@@ -11,9 +11,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from gantrans.errors import ConfigError
-from gantrans.models import size_multiple
-from gantrans.tiling import (
+from gantrans.applying.tiling import (
     Runner,
     Tiling,
     auto_tile,
@@ -22,6 +20,8 @@ from gantrans.tiling import (
     memory_budget,
     translate_tiled,
 )
+from gantrans.errors import ConfigError
+from gantrans.models import size_multiple
 
 log = logging.getLogger("gantrans")
 
@@ -35,8 +35,8 @@ class ApplyOptions:
         tile: "auto" (tiles only where a whole image would not fit the memory budget), "off"
             (always whole), or a tile side in pixels (images larger than it are tiled).
         overlap: Pixels shared by neighbouring tiles.
-        blend: "smooth" or "none" (see `gantrans.tiling.Tiling`).
-        tile_stats: "image", "sampled" or "tile" (see `gantrans.tiling.Tiling`).
+        blend: "smooth" or "none" (see `gantrans.applying.tiling.Tiling`).
+        tile_stats: "image", "sampled" or "tile" (see `gantrans.applying.tiling.Tiling`).
         stats_pixels: Pixel budget of the pass that gathers the shared statistics.
         max_pixels: With tile=auto, the most pixels one forward pass may take (overrides the
             memory budget).
@@ -210,7 +210,7 @@ class Translator:
         tiling: Tiling | None = None,
     ) -> None:
         """Translate one image (C, H, W) into `out`: in `tiling`'s tiles if given, else whole
-        or tiled as `plan` decides (see `gantrans.tiling.translate_tiled` for the arguments)."""
+        or tiled as `plan` decides (see `gantrans.applying.tiling.translate_tiled` for the arguments)."""
         tiling = tiling or self.plan(*source.shape[-2:]).tiling
         if tiling is None:
             out[:] = from_unit(self.whole(to_unit(source)[None])[0])
@@ -222,7 +222,7 @@ def tiles_in(plan: Plan, h: int, w: int) -> int:
     """Forward-pass units of an image under `plan` (1 when whole), for progress bars."""
     if plan.tiling is None:
         return 1
-    from gantrans.tiling import count_tiles
+    from gantrans.applying.tiling import count_tiles
 
     return count_tiles(h, w, plan.tiling.tile, plan.tiling.overlap, plan.align)
 

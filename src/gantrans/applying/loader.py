@@ -9,6 +9,8 @@ import torch
 from torch import nn
 
 from gantrans import checkpoint
+from gantrans.applying.pretrained import PREFIX, fetch, is_pretrained, reverse_of
+from gantrans.applying.reference import EXPECTED, describe, is_reference_state_dict, load_reference
 from gantrans.checkpoint import (
     build_network,
     check_checkpoint,
@@ -18,8 +20,6 @@ from gantrans.checkpoint import (
 )
 from gantrans.errors import CheckpointError
 from gantrans.models import build_generator
-from gantrans.pretrained import PREFIX, fetch, is_pretrained, reverse_of
-from gantrans.reference import EXPECTED, describe, is_reference_state_dict, load_reference
 
 log = logging.getLogger("gantrans")
 

@@ -13,7 +13,16 @@ from omegaconf import DictConfig
 from PIL import UnidentifiedImageError
 from tqdm import tqdm
 
-from gantrans.applying import ApplyOptions, Translator, tiles_in
+from gantrans.applying.loader import load_generator
+from gantrans.applying.tiling import pad_to_multiple
+from gantrans.applying.translator import ApplyOptions, Translator, tiles_in
+from gantrans.applying.video import (
+    VIDEO_EXTENSIONS,
+    VideoOptions,
+    check_video_options,
+    is_video,
+    translate_video,
+)
 from gantrans.config import to_plain
 from gantrans.data import DataError
 from gantrans.data.imageio import oriented_size
@@ -30,16 +39,7 @@ from gantrans.data.pixels import (
     save_picture,
 )
 from gantrans.errors import ConfigError, GantransError
-from gantrans.loader import load_generator
 from gantrans.runtime import check_precision, resolve_device, resolve_precision
-from gantrans.tiling import pad_to_multiple
-from gantrans.video import (
-    VIDEO_EXTENSIONS,
-    VideoOptions,
-    check_video_options,
-    is_video,
-    translate_video,
-)
 
 log = logging.getLogger("gantrans")
 

@@ -16,12 +16,12 @@ import torch
 from omegaconf import DictConfig
 from torchvision.utils import make_grid
 
+from gantrans.applying.loader import load_sampler
+from gantrans.checkpoint import run_dir_of
 from gantrans.config import check_known_keys
 from gantrans.data import tensor_to_pil
 from gantrans.errors import ConfigError
-from gantrans.evaluate import run_dir_of
-from gantrans.loader import load_sampler
-from gantrans.methods.dcgan import latents
+from gantrans.models.dcgan import latents
 from gantrans.runtime import autocast, resolve_device, resolve_precision
 
 log = logging.getLogger("gantrans")

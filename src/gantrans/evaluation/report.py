@@ -13,8 +13,8 @@ from typing import Any
 import torch
 from torchvision.utils import save_image
 
-from gantrans.metric_names import DIRECTIONS
-from gantrans.reporting import image_rows
+from gantrans.evaluation.names import DIRECTIONS
+from gantrans.training.reporting import image_rows
 
 JSON_NAME = "evaluation.json"
 MD_NAME = "evaluation.md"
@@ -109,9 +109,20 @@ def _source_lines(report: dict[str, Any]) -> list[str]:
 
 def markdown(report: dict[str, Any]) -> str:
     """The human report: settings, judges, tables of numbers, checks, grids, how to read them."""
-    m, s = report["metrics"], report["settings"]
+    m = report["metrics"]
     present = [(d, src, tgt) for d, src, tgt in DIRECTIONS if f"domain_acc_{d}" in m]
-    lines = ["# Evaluation", "", *_source_lines(report)]
+    lines = _settings_section(report)
+    for section in (_domain_section, _distribution_section, _cycle_section, _truth_section):
+        lines += section(report, present)
+    lines += _closing_section(report)
+    return "\n".join(lines)
+
+
+def _settings_section(report: dict[str, Any]) -> list[str]:
+    """The title, the source and the settings."""
+    s = report["settings"]
+    lines: list[str] = []
+    lines += ["# Evaluation", "", *_source_lines(report)]
     lines += [
         f"- dataset: `{report['dataset'].get('name')}`, test images: "
         f"{s['test_images']['A']} A, {s['test_images']['B']} B",
@@ -123,6 +134,15 @@ def markdown(report: dict[str, Any]) -> str:
     lines += [
         f"- seed {s['seed']}, KID subsets {s['kid_subsets']} of {s['kid_subset_size']}, "
         f"gantrans {report['gantrans_version']}, {report.get('created', '')}",
+    ]
+    return lines
+
+
+def _domain_section(report: dict[str, Any], present: list[tuple[str, str, str]]) -> list[str]:
+    """Whether the translations reach the target domain: the judges, the controls, the checks."""
+    m, s = report["metrics"], report["settings"]
+    lines: list[str] = []
+    lines += [
         "",
         "## Does the translation reach the target domain?",
         "",
@@ -160,6 +180,13 @@ def markdown(report: dict[str, Any]) -> str:
     for d, _, _ in present:
         for reason in checks.get(d, {}).get("reasons", []):
             lines.append(f"\n- **{d}: {reason}**")
+    return lines
+
+
+def _distribution_section(report: dict[str, Any], present: list[tuple[str, str, str]]) -> list[str]:
+    """FID, KID and the two-sample test."""
+    m = report["metrics"]
+    lines: list[str] = []
     lines += [
         "",
         "## Distribution: do translations look like real target images?",
@@ -178,6 +205,13 @@ def markdown(report: dict[str, Any]) -> str:
             f"{_num(m[f'kid_std_{d}'], '.2g')} | {c2st} | {_num(m.get(f'c2st_pvalue_{d}'), '.3g')} "
             f"| {_num(m.get(f'content_l1_{d}'), '.4f')} |"
         )
+    return lines
+
+
+def _cycle_section(report: dict[str, Any], present: list[tuple[str, str, str]]) -> list[str]:
+    """The cycle reconstructions, where there are any."""
+    m = report["metrics"]
+    lines: list[str] = []
     cycles = [(src, tgt) for _, src, tgt in present if f"cycle_l1_{src}" in m]
     if cycles:
         lines += [
@@ -192,6 +226,13 @@ def markdown(report: dict[str, Any]) -> str:
                 f"| {src} → {tgt} → {src} | {_num(m[f'cycle_l1_{src}'], '.4f')} "
                 f"| {_num(m[f'cycle_psnr_{src}'], '.2f')} | {_num(m[f'cycle_ssim_{src}'], '.4f')} |"
             )
+    return lines
+
+
+def _truth_section(report: dict[str, Any], present: list[tuple[str, str, str]]) -> list[str]:
+    """The distance to the true translations (shapes, paired sets), where known."""
+    m = report["metrics"]
+    lines: list[str] = []
     truth = [d for d, _, _ in present if f"truth_psnr_{d}" in m]
     if truth:
         shapes = all(f"shape_change_{d}" in m for d in truth)
@@ -235,6 +276,12 @@ def markdown(report: dict[str, Any]) -> str:
                     f"| {_num(m[f'shape_iou_{d}'], '.3f')} | {_num(m[f'input_shape_iou_{d}'], '.3f')} "
                 )
             lines.append(row + "|")
+    return lines
+
+
+def _closing_section(report: dict[str, Any]) -> list[str]:
+    """What was not computed, the grids, and how to read the numbers."""
+    lines: list[str] = []
     if report.get("not_computed"):
         lines += ["", "## Not computed", ""]
         lines += [f"- `{k}`: {why}" for k, why in report["not_computed"].items()]
@@ -267,7 +314,7 @@ def markdown(report: dict[str, Any]) -> str:
         "**cycle**: how well the input survives a round trip.",
         "",
     ]
-    return "\n".join(lines)
+    return lines
 
 
 def summary(report: dict[str, Any]) -> list[str]:

@@ -25,11 +25,11 @@ from omegaconf import DictConfig
 from torch import nn
 
 from gantrans import __version__
+from gantrans.applying.loader import load_generator
+from gantrans.applying.pretrained import PREFIX, is_pretrained
 from gantrans.config import check_known_keys, to_plain
 from gantrans.errors import ConfigError, GantransError
-from gantrans.loader import load_generator
 from gantrans.models import size_multiple
-from gantrans.pretrained import PREFIX, is_pretrained
 
 log = logging.getLogger("gantrans")
 

@@ -30,17 +30,20 @@ import torch
 from omegaconf import DictConfig
 from torchvision.utils import save_image
 
-from gantrans import __version__, checkpoint, classifiers, metrics
+from gantrans import __version__, checkpoint
+from gantrans.applying.loader import load_sampler
+from gantrans.applying.sample import generate
 from gantrans.data import build_domain
 from gantrans.data.single import is_plain_folder
 from gantrans.errors import ConfigError
-from gantrans.eval_report import write_text
-from gantrans.loader import load_sampler
-from gantrans.methods.dcgan import latents
-from gantrans.metric_names import SAMPLES_LOWER_IS_BETTER
-from gantrans.reporting import image_rows
+from gantrans.evaluation import classifiers, metrics
+from gantrans.evaluation.evaluator import Evaluator, EvaluatorOptions
+from gantrans.evaluation.images import load_images, quantize
+from gantrans.evaluation.names import SAMPLES_LOWER_IS_BETTER
+from gantrans.evaluation.report import write_text
+from gantrans.models.dcgan import latents
 from gantrans.runtime import resolve_device
-from gantrans.sample import generate
+from gantrans.training.reporting import image_rows
 
 log = logging.getLogger("gantrans")
 
@@ -83,6 +86,46 @@ def diversity(
     }
 
 
+def _real_images(
+    cfg: DictConfig, dataset: dict[str, Any], device: torch.device
+) -> tuple[Evaluator | None, torch.Tensor, torch.nn.Module]:
+    """The Evaluator (None for a plain folder, which has no judges), the real test images of
+    the trained domain, and the feature network."""
+    domain, channels = dataset["domain"], dataset["channels"]
+    if is_plain_folder(dataset, domain):
+        if cfg.features != "inception":
+            raise ConfigError(
+                "features=classifier needs a dataset of two domains (its judges tell them "
+                "apart); a plain folder of images takes features=inception"
+            )
+        real = quantize(load_images(build_domain(dataset, "test", channels), cfg.max_images,
+                                    f"test {domain}", cfg.progress))  # fmt: skip
+        feature_net = metrics.InceptionFeatures(cfg.inception_weights, cfg.progress, cfg.fid_resize)
+        return None, real, feature_net.to(device).eval()
+    two = {k: v for k, v in dataset.items() if k != "domain"}  # the judges see both domains
+    options = EvaluatorOptions.from_config(cfg, c2st=False)  # its own test, of samples
+    evaluator = Evaluator(two, channels, device, options)
+    return evaluator, evaluator.real[domain], evaluator.feature_net
+
+
+def judge_scores(
+    panel: list, real: torch.Tensor, fake: torch.Tensor, domain: str
+) -> dict[str, float]:
+    """Each judge's share of samples, and of real test images, put in the trained domain, and
+    the panel's mean, lowest and highest share of samples."""
+    label = 0 if domain == "A" else 1
+    scores: dict[str, float] = {}
+    for i, judge in enumerate(panel):
+        prefix = "" if i == 0 else f"judge{i + 1}_"
+        scores[f"{prefix}domain_acc_{SUFFIX}"] = judge.target_rate(fake, label)
+        scores[f"{prefix}real_domain_acc_{SUFFIX}"] = judge.target_rate(real, label)
+    rates = [s for k, s in scores.items() if "real_" not in k]
+    scores[f"panel_domain_acc_{SUFFIX}"] = sum(rates) / len(rates)
+    scores[f"panel_min_domain_acc_{SUFFIX}"] = min(rates)
+    scores[f"panel_max_domain_acc_{SUFFIX}"] = max(rates)
+    return scores
+
+
 def evaluate_samples(cfg: DictConfig, ckpt_path: Path, dataset: dict[str, Any]) -> dict[str, Any]:
     """Score samples of the DCGAN checkpoint at `ckpt_path` and write the reports.
 
@@ -92,8 +135,6 @@ def evaluate_samples(cfg: DictConfig, ckpt_path: Path, dataset: dict[str, Any]) 
         dataset: The dataset config to compare with (the checkpoint's, changed by the command
             line), with its `domain`.
     """
-    from gantrans.evaluate import Evaluator, load_images, quantize, run_dir_of
-
     if cfg.direction is not None:
         raise ConfigError("direction= does not apply to a dcgan checkpoint: it translates nothing")
     device = resolve_device(cfg.device)
@@ -102,30 +143,9 @@ def evaluate_samples(cfg: DictConfig, ckpt_path: Path, dataset: dict[str, Any]) 
     recorded = checkpoint.recorded_config(ckpt).get("dataset") or {}
     domain = dataset.get("domain") or recorded.get("domain") or "B"  # dataset=NAME: the run's
     dataset = {**dataset, "channels": channels, "domain": domain}
-    out_dir = Path(cfg.output_dir) if cfg.output_dir else run_dir_of(ckpt_path) / "eval"
-    plain = is_plain_folder(dataset, domain)
-    evaluator, judge_info = None, []
-    if plain:
-        if cfg.features != "inception":
-            raise ConfigError(
-                "features=classifier needs a dataset of two domains (its judges tell them "
-                "apart); a plain folder of images takes features=inception"
-            )
-        real = quantize(load_images(build_domain(dataset, "test", channels), cfg.max_images,
-                                    f"test {domain}", cfg.progress))  # fmt: skip
-        feature_net = metrics.InceptionFeatures(cfg.inception_weights, cfg.progress, cfg.fid_resize)
-        feature_net = feature_net.to(device).eval()
-    else:
-        two = {k: v for k, v in dataset.items() if k != "domain"}  # the judges see both domains
-        evaluator = Evaluator(
-            two, channels, device, cfg.features, cfg.max_images, cfg.seed,
-            inception_weights=cfg.inception_weights, fid_resize=cfg.fid_resize,
-            judge_max_images=cfg.judge_max_images, judge_epochs=cfg.judge_epochs,
-            judge_patience=cfg.judge_patience, c2st=False, controls=cfg.controls,
-            batch_size=cfg.batch_size, progress=cfg.progress,
-        )  # fmt: skip
-        real, feature_net = evaluator.real[domain], evaluator.feature_net
-        judge_info = evaluator.judge_info
+    out_dir = Path(cfg.output_dir) if cfg.output_dir else checkpoint.run_dir_of(ckpt_path) / "eval"
+    evaluator, real, feature_net = _real_images(cfg, dataset, device)
+    judge_info = evaluator.judge_info if evaluator is not None else []
     size = tuple(real.shape[-2:])
     if (int(arch["image_size"]),) * 2 != size:
         raise ConfigError(
@@ -151,24 +171,18 @@ def evaluate_samples(cfg: DictConfig, ckpt_path: Path, dataset: dict[str, Any]) 
     kid, kid_std = metrics.kid(real_feats, fake_feats, seed=cfg.seed)
     scores[f"kid_{SUFFIX}"], scores[f"kid_std_{SUFFIX}"] = kid, kid_std
     if evaluator is not None:
-        label = 0 if domain == "A" else 1
-        for i, judge in enumerate(evaluator.judges):
-            prefix = "" if i == 0 else f"judge{i + 1}_"
-            scores[f"{prefix}domain_acc_{SUFFIX}"] = judge.target_rate(fake, label)
-            scores[f"{prefix}real_domain_acc_{SUFFIX}"] = judge.target_rate(real, label)
-        panel = [s for k, s in scores.items() if k.endswith(f"domain_acc_{SUFFIX}")
-                 and "real_" not in k]  # fmt: skip
-        scores[f"panel_domain_acc_{SUFFIX}"] = sum(panel) / len(panel)
-        scores[f"panel_min_domain_acc_{SUFFIX}"] = min(panel)
-        scores[f"panel_max_domain_acc_{SUFFIX}"] = max(panel)
+        scores.update(judge_scores(evaluator.judges, real, fake, domain))
     if cfg.c2st:
         test = classifiers.two_sample_test(
             real, fake, seed=cfg.seed, epochs=cfg.c2st_epochs, device=device,
             progress=cfg.progress, desc="C2ST samples",
         )  # fmt: skip
-        scores[f"c2st_acc_{SUFFIX}"] = test["acc"]
-        scores[f"c2st_stderr_{SUFFIX}"] = test["stderr"]
-        scores[f"c2st_pvalue_{SUFFIX}"] = test["p_value"]
+        for key, name in (
+            ("acc", "c2st_acc"),
+            ("stderr", "c2st_stderr"),
+            ("p_value", "c2st_pvalue"),
+        ):
+            scores[f"{name}_{SUFFIX}"] = test[key]
     scores.update(diversity(fake, real, fake_feats, real_feats, train_feats))
 
     report = {

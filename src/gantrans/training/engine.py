@@ -3,7 +3,7 @@
 `build_training` makes the state of a run from its typed config (the method's networks,
 initialised, one Adam optimiser and LR schedule per parameter group, the gradient scaler,
 the image buffers); `train_step` runs one step of any method on a batch. The training loop
-(gantrans.train) and the benchmarks in scripts/ both build through here, so a benchmark times
+(gantrans.training.train) and the benchmarks in scripts/ both build through here, so a benchmark times
 exactly what training runs.
 """
 
@@ -20,7 +20,7 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from gantrans import checkpoint, distributed
+from gantrans import checkpoint
 from gantrans.checkpoint import (
     EMA_SUFFIX,
     TrainingRecord,
@@ -30,11 +30,12 @@ from gantrans.checkpoint import (
     set_rng_state,
 )
 from gantrans.config import TrainConfig
-from gantrans.distributed import DistInfo
 from gantrans.errors import CheckpointError, GantransError
-from gantrans.image_pool import ImagePool
 from gantrans.methods import Batch, Method, Terms, method_class
+from gantrans.methods.image_pool import ImagePool
 from gantrans.runtime import autocast, resolve_precision
+from gantrans.training import distributed
+from gantrans.training.distributed import DistInfo
 
 log = logging.getLogger("gantrans")
 

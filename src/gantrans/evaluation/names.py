@@ -10,7 +10,7 @@ _LOWER = {
     "fid": True,
     "kid": True,
     "kid_std": True,
-    # the panel of judges (gantrans.judges): the mean of their shares of translations put in
+    # the panel of judges (gantrans.evaluation.judges): the mean of their shares of translations put in
     # the target domain leads; its lowest, highest and their gap say how far they agree
     "panel_domain_acc": False,
     "panel_min_domain_acc": False,

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from gantrans.metrics import binomial_p_greater, binomial_stderr
+from gantrans.evaluation.metrics import binomial_p_greater, binomial_stderr
 
 log = logging.getLogger("gantrans")
 

@@ -12,12 +12,10 @@ a dataset folder is either complete or absent. Only the standard library does HT
 
 from __future__ import annotations
 
-import hashlib
 import http.client
 import logging
 import os
 import shutil
-import stat
 import tarfile
 import tempfile
 import urllib.error
@@ -31,6 +29,13 @@ from tqdm import tqdm
 
 from gantrans import __version__
 from gantrans.config import to_plain
+from gantrans.data.archives import (
+    CHUNK,
+    ArchiveError,
+    check_members,
+    check_tar_members,
+    verify_archive,
+)
 from gantrans.data.celeba import (
     ATTR_FILE,
     CELEBA_FOLDER,
@@ -54,13 +59,8 @@ SMILES_URL = "https://github.com/hromi/SMILEsmileD/archive/refs/heads/master.zip
 MIRROR_ENV = "GANTRANS_DOWNLOAD_URL"
 """Environment variable: a base URL serving FOLDER.zip for every set (replaces the official
 sources; the ``mirror=`` option takes precedence)."""
-CHUNK = 1 << 20  # bytes read per call
 # DataErrors below are raised `from None`: their message already carries the reason, and the
 # CLI would print the cause again after it.
-
-
-class ArchiveError(DataError):
-    """The archive itself is bad (corrupt, unsafe, wrong layout): downloading again may help."""
 
 
 @dataclass(frozen=True)
@@ -248,120 +248,6 @@ def _unreachable(name: str, url: str, reason: object, dest: Path) -> str:
         f"cannot download {name} from {url}: {one_line(reason)}; check your connection or "
         f"download it by hand to {dest}"
     )
-
-
-def sha256_of(path: Path) -> str:
-    """The hex SHA-256 of a file."""
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def verify_archive(archive: Path, expected_sha256: str | None) -> str:
-    """Check a downloaded zip: the known SHA-256 if any, then every entry's CRC.
-
-    Args:
-        archive: The zip file.
-        expected_sha256: The known digest, or None.
-
-    Returns:
-        The archive's SHA-256 (hex).
-
-    Raises:
-        DataError: A digest mismatch, or a file that is not a valid, intact zip.
-    """
-    digest = sha256_of(archive)
-    if expected_sha256 and digest != expected_sha256.lower():
-        raise ArchiveError(f"{archive} has SHA-256 {digest}, expected {expected_sha256}")
-    if archive.name.endswith(".tar.gz"):
-        try:
-            with tarfile.open(archive, "r:gz") as tf:
-                for member in tf:  # reading every file through checks the gzip CRC at the end
-                    if member.isfile():
-                        with tf.extractfile(member) as f:  # type: ignore[union-attr]
-                            while f.read(CHUNK):
-                                pass
-        except Exception as exc:  # tarfile.TarError, EOFError, zlib.error, OSError, ...
-            raise ArchiveError(
-                f"{archive} is not a valid tar.gz archive ({one_line(exc) or type(exc).__name__})"
-            ) from None
-        return digest
-    try:
-        with zipfile.ZipFile(archive) as zf:
-            bad = zf.testzip()  # decompresses every entry and checks its CRC-32
-    except Exception as exc:  # BadZipFile, zlib.error, EOFError, NotImplementedError, ...
-        raise ArchiveError(
-            f"{archive} is not a valid zip archive ({one_line(exc) or type(exc).__name__})"
-        ) from None
-    if bad is not None:
-        raise ArchiveError(f"{archive} is corrupt: entry {bad} fails its CRC check")
-    return digest
-
-
-def check_members(zf: zipfile.ZipFile, archive: Path, dest: Path) -> int:
-    """Refuse an archive with an entry that would land outside ``dest``.
-
-    Rejects absolute paths, drive letters, ``..`` components (with / or \\ as separator),
-    symbolic links and anything whose resolved path is not inside ``dest``.
-
-    Args:
-        zf: The open archive.
-        archive: Its path, for messages.
-        dest: The folder it is to be extracted into.
-
-    Returns:
-        The total uncompressed size in bytes.
-
-    Raises:
-        DataError: For the first unsafe entry (nothing has been written).
-    """
-    base = dest.resolve()
-    total = 0
-    for info in zf.infolist():
-        name = info.filename
-        parts = name.replace("\\", "/").split("/")
-        unsafe = (
-            name.startswith(("/", "\\"))
-            or (len(name) > 1 and name[1] == ":")
-            or ".." in parts
-            or not (base / name).resolve().is_relative_to(base)
-        )
-        if unsafe:
-            raise ArchiveError(
-                f"{archive} holds an entry outside its folder ({name!r}): refusing to extract it"
-            )
-        if stat.S_ISLNK(info.external_attr >> 16):
-            raise ArchiveError(
-                f"{archive} holds a symbolic link ({name!r}): refusing to extract it"
-            )
-        total += info.file_size
-    return total
-
-
-def check_tar_members(tf: tarfile.TarFile, archive: Path, dest: Path) -> int:
-    """`check_members` for a tar archive: regular files and folders inside ``dest`` only (no
-    links, devices or absolute paths). Returns the total size in bytes."""
-    base = dest.resolve()
-    total = 0
-    for info in tf.getmembers():
-        name = info.name
-        parts = name.replace("\\", "/").split("/")
-        if (
-            name.startswith(("/", "\\"))
-            or ".." in parts
-            or not (base / name).resolve().is_relative_to(base)
-        ):
-            raise ArchiveError(
-                f"{archive} holds an entry outside its folder ({name!r}): refusing to extract it"
-            )
-        if not (info.isfile() or info.isdir()):
-            raise ArchiveError(
-                f"{archive} holds a link or special file ({name!r}): refusing to extract it"
-            )
-        total += info.size
-    return total
 
 
 def _dataset_top(folder: Path, source: Source) -> Path | None:

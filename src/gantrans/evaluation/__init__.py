@@ -1,0 +1,1 @@
+"""Scoring translations and samples: `gantrans evaluate`, its judges, metrics and reports."""
