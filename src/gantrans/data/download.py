@@ -356,15 +356,7 @@ def download(
     href = archive_url(source, url, mirror)
     if href is None:
         raise DataError(celeba_instructions(target))
-    try:
-        root_path.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise DataError(
-            f"cannot create root={root_path} ({exc.strerror or type(exc).__name__}): "
-            "choose a folder you can write to"
-        ) from None
-    if not os.access(root_path, os.W_OK | os.X_OK):
-        raise DataError(f"root={root_path} is not writable: choose a folder you can write to")
+    make_root(root_path)
     archive = root_path / source.archive_name
     part = archive.with_name(archive.name + ".part")
     fresh = not archive.exists()
@@ -391,6 +383,19 @@ def download(
     if root is None and DATA_ENV not in os.environ:
         log.info("(set %s=%s to train on it from any directory)", DATA_ENV, root_path.resolve())
     return target
+
+
+def make_root(root_path: Path) -> None:
+    """Create the download folder, or stop in one line if it cannot be made or written to."""
+    try:
+        root_path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DataError(
+            f"cannot create root={root_path} ({exc.strerror or type(exc).__name__}): "
+            "choose a folder you can write to"
+        ) from None
+    if not os.access(root_path, os.W_OK | os.X_OK):
+        raise DataError(f"root={root_path} is not writable: choose a folder you can write to")
 
 
 def main(cfg: DictConfig) -> None:

@@ -161,6 +161,24 @@ class Method(nn.Module):
         for net in self._masked():
             net.take_masks()
 
+    def mask_grids(self, real: Batch) -> dict[str, list[torch.Tensor]]:
+        """For each direction whose generator draws a change mask: [inputs, masks (white =
+        redrawn, black = the input's), outputs], each (N, C, H, W) in [-1, 1]."""
+        out = {}
+        for direction in self.directions:
+            net, inputs = self.translator(direction), real[direction[0]]
+            if not _has_mask(net):
+                continue
+            net.take_masks()
+            net.record_masks = True
+            try:
+                outputs = net(inputs)
+            finally:
+                net.record_masks = False
+            mask = net.take_masks()[-1].float() * 2 - 1
+            out[direction] = [inputs, mask.expand_as(inputs), outputs]
+        return out
+
     def _masked(self) -> list[ChangeMask]:
         nets = self.networks()
         return [n for n in (nets[k] for k in self.generator_names()) if _has_mask(n)]

@@ -30,7 +30,7 @@ from gantrans.config import TrainConfig, prepare_train_config, to_plain
 from gantrans.data.train_data import TrainData, build_data
 from gantrans.errors import CheckpointError, ConfigError, GantransError
 from gantrans.evaluation.names import LOWER_IS_BETTER
-from gantrans.methods import Batch, Method, Terms, method_class
+from gantrans.methods import Batch, Terms, method_class
 from gantrans.runtime import (
     OutOfMemoryError,
     autocast,
@@ -334,7 +334,7 @@ def log_images(run: Run) -> None:
             real = {d: x.to(st.device) for d, x in real.items()}
             for name, rows in method.grids(real).items():
                 run.reporter.grid(st.step, f"{split}/{name}", image_rows(rows))
-            for direction, rows in mask_grids(method, real).items():
+            for direction, rows in method.mask_grids(real).items():
                 run.reporter.grid(st.step, f"{split}/mask_{direction}", image_rows(rows))
             if run.diag is None or split != "test":
                 continue
@@ -346,25 +346,6 @@ def log_images(run: Run) -> None:
                 for warning in warnings:
                     _warn(run, warning)
     method.train(was_training)
-
-
-def mask_grids(method: Method, real: Batch) -> dict[str, list[torch.Tensor]]:
-    """For each direction whose generator draws a change mask: [inputs, masks (white = redrawn,
-    black = the input's), outputs], each (N, C, H, W) in [-1, 1]."""
-    out = {}
-    for direction in method.directions:
-        net, inputs = method.translator(direction), real[direction[0]]
-        if not getattr(net, "mask", False):
-            continue
-        net.take_masks()
-        net.record_masks = True
-        try:
-            outputs = net(inputs)
-        finally:
-            net.record_masks = False
-        mask = net.take_masks()[-1].float() * 2 - 1
-        out[direction] = [inputs, mask.expand_as(inputs), outputs]
-    return out
 
 
 def _warn(run: Run, warning: str) -> None:
