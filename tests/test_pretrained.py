@@ -136,6 +136,7 @@ def test_btoa_on_a_pretrained_model_points_to_the_other_direction(gantrans, serv
 
 
 def test_unknown_name_lists_the_known_ones(gantrans, tmp_path):
+    write_image(tmp_path / "a.png", (16, 16))  # an input to translate: it is checked first
     line = one_line_error(
         gantrans(
             "translate",
@@ -245,6 +246,7 @@ def test_pix2pix_default_url_and_the_name_list_says_the_method(gantrans, monkeyp
         pretrained.model_url("pix2pix_day2night")
         == "http://efrosgans.eecs.berkeley.edu/pix2pix/models-pytorch/day2night.pth"
     )
+    write_image(tmp_path / "a.png", (16, 16))  # an input to translate: it is checked first
     line = one_line_error(gantrans("translate", "ckpt=pretrained:cat2dog",
                                    f"input_dir={tmp_path}"))  # fmt: skip
     assert "cyclegan: apple2orange" in line and "pix2pix: pix2pix_facades_label2photo" in line
