@@ -10,16 +10,10 @@ from torch import nn
 
 from gantrans.models import augment
 from gantrans.models.discriminators import NLayerDiscriminator, PixelDiscriminator
-from gantrans.models.generators import (
-    NORM_TYPES,
-    PADDING_TYPES,
-    ResnetBlock,
-    ResnetGenerator,
-    UnetGenerator,
-    UnetSkipConnectionBlock,
-    get_norm_layer,
-)
+from gantrans.models.generators import ResnetBlock, ResnetGenerator
 from gantrans.models.init import INIT_TYPES, init_weights
+from gantrans.models.layers import NORM_TYPES, PADDING_TYPES, get_norm_layer
+from gantrans.models.unet import UnetGenerator, UnetSkipConnectionBlock
 
 __all__ = [
     "GENERATOR_NAMES",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from gantrans.models.generators import get_norm_layer, norm_uses_bias
+from gantrans.models.layers import get_norm_layer, norm_uses_bias
 
 
 class NLayerDiscriminator(nn.Module):

@@ -6,7 +6,7 @@ from torch import nn
 from torch.nn import init
 from torch.nn.utils import parametrize
 
-from gantrans.models.generators import ChangeMask
+from gantrans.models.layers import ChangeMask
 
 INIT_TYPES = ("normal", "xavier", "kaiming", "orthogonal")
 
