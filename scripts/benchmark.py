@@ -1,7 +1,7 @@
 """Training and translation speed of one configuration: iterations/s, images/s, peak memory.
 
 Times gantrans's own training step (`gantrans.training.engine.train_step`, the function the loop runs)
-of a method (`--method cyclegan|cut|fastcut`) on synthetic batches, so the data pipeline is left out (scripts/bench_data.py measures that),
+of an unpaired method (`--method cyclegan|cut|fastcut`, any registered one) on synthetic batches, so the data pipeline is left out (scripts/bench_data.py measures that),
 and the generator's inference speed as `gantrans translate` runs it. On CUDA it also estimates
 model FLOP utilisation (FLOPs counted by torch.utils.flop_counter over one step, against the
 GPU's datasheet peak); `--flops` adds the same on a CPU, against the faster of a large matmul and
@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 from gantrans.config import NO_DATASET_RECIPES, TrainConfig, compose_train_config
+from gantrans.methods import registry
 from gantrans.runtime import DTYPES, autocast, resolve_device
 from gantrans.training.engine import TrainState, build_training, train_step
 
@@ -268,7 +269,8 @@ def matrix_line(row: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--method", default="cyclegan", choices=["cyclegan", "cut", "fastcut"])
+    unpaired = [n for n, s in registry.schemas().items() if s.data == "unpaired"]
+    parser.add_argument("--method", default="cyclegan", choices=unpaired)
     parser.add_argument("--model", default="resnet6", help="resnet6 | resnet9 | unet128 | unet256")
     parser.add_argument("--ngf", type=int, default=64)
     parser.add_argument("--ndf", type=int, default=64)

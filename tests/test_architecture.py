@@ -15,12 +15,8 @@ MAX_MODULE_LINES = 500
 MAX_FUNCTION_LINES = 80
 # Still over the limits: name -> lines today. These lists may only shrink: a new long module or
 # function, or a listed one grown longer, fails; one brought under the limit must leave the list.
-LONG_MODULES: dict[str, int] = {
-    "gantrans.config": 864,
-    "gantrans.models.generators": 585,
-}
+LONG_MODULES: dict[str, int] = {}
 LONG_FUNCTIONS: dict[str, int] = {
-    "gantrans.models.generators:ResnetGenerator.__init__": 111,
     "gantrans.applying.translate:translate_folder": 101,
     "gantrans.applying.translate:translate_pictures": 93,
     "gantrans.data.download:fetch": 90,

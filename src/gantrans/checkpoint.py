@@ -5,7 +5,7 @@ reads it and nothing in it can run code:
 
     format        "gantrans-checkpoint"
     version       CHECKPOINT_VERSION
-    method        the training method ("cyclegan", "cut", "fastcut", "dcgan")
+    method        the training method's name (gantrans.methods.registry: "cyclegan", "cut", ...)
     directions    {direction: network name}: what it translates ({"AtoB": "G"} for CUT; {} for
                   DCGAN, which generates from latent vectors: its generator is "G")
     arch          {"generator": {...}, "discriminator": {...}, ...}: enough to rebuild the networks

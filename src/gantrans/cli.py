@@ -16,6 +16,7 @@ from omegaconf import DictConfig
 from gantrans import __version__
 from gantrans.config import register_configs
 from gantrans.errors import GantransError
+from gantrans.methods import registry
 from gantrans.training import distributed
 
 CONFIG_PATH = "pkg://gantrans.configs"
@@ -32,7 +33,7 @@ SUBCOMMANDS: dict[str, Subcommand] = {
     "train": Subcommand(
         "train",
         "gantrans.training.train:main",
-        "train a model (CycleGAN, CUT, FastCUT, DCGAN) from configs",
+        "train a model from configs (method=NAME, below)",
     ),
     "translate": Subcommand(
         "translate",
@@ -60,11 +61,13 @@ SUBCOMMANDS: dict[str, Subcommand] = {
 
 USAGE = """usage: gantrans <command> [key=value ...] [hydra flags]
 
-Unpaired image-to-image translation (CycleGAN, CUT, FastCUT) and image generation (DCGAN)
-from Hydra configs.
+Image-to-image translation and image generation GANs from Hydra configs.
 
 commands:
 {commands}
+
+methods (gantrans train method=NAME):
+{methods}
 
 Every command takes Hydra overrides (key=value, group=option) and Hydra's flags:
   --cfg job        print the composed config and exit
@@ -84,7 +87,7 @@ examples:
 def _usage() -> str:
     width = max(map(len, SUBCOMMANDS))
     lines = [f"  {name:<{width}}  {sub.summary}" for name, sub in SUBCOMMANDS.items()]
-    return USAGE.format(commands="\n".join(lines))
+    return USAGE.format(commands="\n".join(lines), methods=registry.listing())
 
 
 def _load(target: str) -> Callable[[DictConfig], object]:

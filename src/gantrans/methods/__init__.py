@@ -1,57 +1,52 @@
-"""Training methods as plug-ins (CycleGAN, CUT, FastCUT, pix2pix, DCGAN) and their registry by name.
+"""Training methods as plug-ins and their registry by name.
 
-A method owns its networks, its loss phases and what a checkpoint and the logs need; the loop
-(gantrans.training.engine, gantrans.training.train) only asks it for the optimisers' parameter groups, the phases
-of a step and the images to show (the interface: gantrans.methods.base.Method).
+Each method is two modules: `<name>_options.py` (torch-free: its config schema, defaults and
+checks, found by gantrans.methods.registry) and the module of its plug-in class (a
+gantrans.methods.base.Method: its networks, loss phases and what a checkpoint and the logs
+need). The loop (gantrans.training) only asks a method for the optimisers' parameter groups,
+the phases of a step and the images to show.
+
+The names below are imported on first use, so importing the registry or the options needs no
+torch.
 """
 
 from __future__ import annotations
 
-from gantrans.methods.base import (
-    Batch,
-    Method,
-    Phase,
-    Terms,
-    discriminator_arch,
-    fuses,
-    generator_arch,
-)
-from gantrans.methods.cut import CUT
-from gantrans.methods.cyclegan import CycleGAN, CycleGANLoss, CycleGANMethod
-from gantrans.methods.dcgan import DCGAN
-from gantrans.methods.pix2pix import Pix2Pix
+import importlib
+from typing import Any
 
-METHODS: dict[str, type[Method]] = {
-    "cyclegan": CycleGANMethod,
-    "cut": CUT,
-    "fastcut": CUT,
-    "dcgan": DCGAN,
-    "pix2pix": Pix2Pix,
+_EXPORTS = {
+    "Batch": "gantrans.methods.base",
+    "Method": "gantrans.methods.base",
+    "Phase": "gantrans.methods.base",
+    "Terms": "gantrans.methods.base",
+    "discriminator_arch": "gantrans.methods.base",
+    "fuses": "gantrans.methods.base",
+    "generator_arch": "gantrans.methods.base",
+    "CUT": "gantrans.methods.cut",
+    "CycleGAN": "gantrans.methods.cyclegan",
+    "CycleGANLoss": "gantrans.methods.cyclegan",
+    "CycleGANMethod": "gantrans.methods.cyclegan",
+    "DCGAN": "gantrans.methods.dcgan",
+    "Pix2Pix": "gantrans.methods.pix2pix",
 }
-"""`method=NAME` -> its plug-in class (FastCUT is CUT with other defaults)."""
 
 
-def method_class(name: str) -> type[Method]:
-    """The plug-in class of `method=NAME`."""
-    if name not in METHODS:
-        raise KeyError(f"no training method {name!r}: choose one of {', '.join(METHODS)}")
-    return METHODS[name]
+def method_class(name: str) -> type:
+    """The plug-in class (a gantrans.methods.base.Method) of `method=NAME`."""
+    from gantrans.methods.registry import plugin_class
+
+    return plugin_class(name)
 
 
-__all__ = [
-    "CUT",
-    "METHODS",
-    "Batch",
-    "CycleGAN",
-    "CycleGANLoss",
-    "CycleGANMethod",
-    "DCGAN",
-    "Method",
-    "Phase",
-    "Pix2Pix",
-    "Terms",
-    "discriminator_arch",
-    "fuses",
-    "generator_arch",
-    "method_class",
-]
+def __getattr__(name: str) -> Any:
+    if name == "METHODS":  # {method name: plug-in class}, every registered method
+        from gantrans.methods.registry import names
+
+        return {n: method_class(n) for n in names()}
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["METHODS", "method_class", *_EXPORTS]

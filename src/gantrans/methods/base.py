@@ -16,7 +16,7 @@ from torch import nn
 
 from gantrans.config import to_plain
 from gantrans.methods.image_pool import ImagePool
-from gantrans.models.generators import ChangeMask
+from gantrans.models.layers import ChangeMask
 
 if TYPE_CHECKING:
     from gantrans.config import TrainConfig
@@ -45,15 +45,14 @@ class Phase:
 class Method(nn.Module):
     """Base class of a training method (see gantrans.methods.cyclegan and .cut for two).
 
+    What the method needs before it is built (its data, directions, option defaults and checks)
+    is its options schema's (gantrans.methods.<name>_options); the batches `phases` receive are
+    those of the schema's `data`: {"A", "B"} unpaired or paired, {"real"} for one domain.
     A subclass sets the class attributes below, builds its networks in `build` and implements
     the abstract methods. The networks must be registered submodules, so `.to()`, `.train()`
     and SyncBatchNorm conversion reach them.
 
     Class attributes:
-        data: The training batches it needs: "unpaired" (a random A and a random B image per
-            sample: {"A", "B"}), "paired" (image i of A with its partner, image i of B,
-            cropped and flipped alike: gantrans.data.paired) or "single" (images of the one
-            domain `dataset.domain`: {"real"}).
         pooled: Domains whose generated images reach the discriminators through an image
             buffer (`self.pools[domain]`, sized by train.pool_size).
         discriminator_terms: Loss terms that are a discriminator's loss (each with an
@@ -73,7 +72,6 @@ class Method(nn.Module):
         runners: The single-call modules of the phases by name (see `wrap_runners`).
     """
 
-    data: ClassVar[str] = "unpaired"
     pooled: ClassVar[tuple[str, ...]] = ()
     discriminator_terms: ClassVar[tuple[str, ...]] = ()
     adversarial_terms: ClassVar[tuple[str, ...]] = ()

@@ -15,7 +15,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gantrans.config import LAMBDA_CYCLE, LAMBDA_IDENTITY
 from gantrans.methods.base import (
     Batch,
     Method,
@@ -27,6 +26,7 @@ from gantrans.methods.base import (
     run_both,
     set_requires_grad,
 )
+from gantrans.methods.cyclegan_options import LAMBDA_CYCLE, LAMBDA_IDENTITY
 from gantrans.methods.image_pool import ImagePool
 from gantrans.methods.losses import (
     AdversarialLoss,

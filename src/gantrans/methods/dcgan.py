@@ -46,7 +46,6 @@ class DCGAN(Method):
     the same ones.
     """
 
-    data = "single"
     discriminator_terms = ("D",)
     adversarial_terms = ("G_GAN",)
     progress_terms = ("G_GAN", "D", "D_acc")

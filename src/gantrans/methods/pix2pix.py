@@ -75,7 +75,6 @@ class Pix2Pix(Method):
         fuse_discriminator: Score real and fake pairs in one D call (not with batch norm).
     """
 
-    data = "paired"
     discriminator_terms = ("D",)
     adversarial_terms = ("G_GAN",)
     progress_terms = ("G", "D", "G_L1")

@@ -288,7 +288,6 @@ def build_training(
     return TrainState(
         ema=GeneratorAverage(method, float(t.ema)) if t.ema else None,
         r1=r1,
-
         method=method,
         optimizers=optimizers,
         schedulers={

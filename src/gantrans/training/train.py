@@ -30,7 +30,8 @@ from gantrans.config import TrainConfig, prepare_train_config, to_plain
 from gantrans.data.train_data import TrainData, build_data
 from gantrans.errors import CheckpointError, ConfigError, GantransError
 from gantrans.evaluation.names import LOWER_IS_BETTER
-from gantrans.methods import Batch, Terms, method_class
+from gantrans.methods import Batch, Terms
+from gantrans.methods.registry import schema_of
 from gantrans.runtime import (
     OutOfMemoryError,
     autocast,
@@ -135,7 +136,7 @@ def start(cfg: TrainConfig, run_dir: Path, di: DistInfo) -> Run:
     if di.is_main:
         remove_interrupted_saves(latest.parent)  # a kill -9 during a save leaves its temp file
     torch.manual_seed(cfg.seed)
-    data = build_data(method_class(str(cfg.method.name)).data, cfg, di, dev)
+    data = build_data(schema_of(str(cfg.method.name)).data, cfg, di, dev)
     t = cfg.train
 
     def schedule(step: int) -> float:
@@ -185,7 +186,7 @@ def start(cfg: TrainConfig, run_dir: Path, di: DistInfo) -> Run:
         f"{data.sizes[0]} A + {data.sizes[1]} B images"
         if len(data.sizes) == 2
         else f"{data.sizes[0]} images of domain {cfg.dataset.domain}"
-    ) + (" (aligned pairs)" if st.method.data == "paired" else "")
+    ) + (" (aligned pairs)" if schema_of(st.method.name).data == "paired" else "")
     log.info(
         "run dir: %s\nmethod %s | device: %s, precision %s | data: %s, "
         "%d steps/epoch, %d steps in all | parameters: %s%s",
