@@ -12,6 +12,7 @@ import math
 import os
 import warnings
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from PIL import Image
 from .cyclegan_sets import dataset_root, shown_path
 from .folder import FolderDomain
 from .imageio import DataError, config_int, convert_mode, one_line
-from .smiles import balance_domains, config_bool
+from .smiles import balance_domains, config_bool, config_max_items
 from .transforms import affine_from_config, center_crop
 from .unpaired import DomainDataset
 
@@ -162,6 +163,72 @@ class CelebADomain(FolderDomain):
         return center_crop(img, side)
 
 
+@dataclass(frozen=True)
+class _CelebASettings:
+    """The settings ``build_celeba`` reads from the dataset config."""
+
+    attribute: str
+    image_size: int
+    face_crop: int
+    flip: bool
+    balance: bool
+    max_items: int | None
+
+    @classmethod
+    def from_config(cls, cfg: Mapping[str, Any]) -> _CelebASettings:
+        """Read and check the settings (a bad value is a one-line DataError)."""
+        return cls(
+            attribute=str(cfg.get("attribute") or "Smiling"),
+            image_size=config_int(cfg, "image_size", 128, 8),
+            face_crop=config_int(cfg, "face_crop", FACE_CROP, 8),
+            flip=config_bool(cfg, "flip", True),
+            balance=config_bool(cfg, "balance", False),
+            max_items=config_max_items(cfg),
+        )
+
+
+def _celeba_files(root: Path) -> tuple[Path, Path, Path]:
+    """CelebA's image folder, attribute file and partition file in ``root``.
+
+    Raises:
+        DataError: Any of them missing (saying where to get CelebA).
+    """
+    images = root / IMAGES_DIR
+    attr_path = find_annotation(root, ATTR_FILE)
+    part_path = find_annotation(root, PARTITION_FILE)
+    missing = [
+        name
+        for name, ok in (
+            (f"{IMAGES_DIR}/", images.is_dir()),
+            (ATTR_FILE, attr_path),
+            (PARTITION_FILE, part_path),
+        )
+        if not ok
+    ]
+    if len(missing) == 3:
+        raise DataError(f"CelebA is not in {shown_path(root)}: {celeba_instructions(root)}")
+    if missing or attr_path is None or part_path is None:  # (None only when missing)
+        raise DataError(
+            f"CelebA is incomplete in {shown_path(root)} ({', '.join(missing)} missing): "
+            f"{celeba_instructions(root)}"
+        )
+    return images, attr_path, part_path
+
+
+def _split_on_disk(images: Path, listed: list[str], split: str) -> list[str]:
+    """The names of ``listed`` (``split``'s images) present in ``images``, warning about the
+    others (the warning points at ``build_celeba``'s caller's caller)."""
+    on_disk = set(os.listdir(images))
+    absent = [n for n in listed if n not in on_disk]
+    if absent:
+        warnings.warn(
+            f"CelebA: {len(absent)} {split} image(s) listed in {PARTITION_FILE} are not in "
+            f"{images} (e.g. {absent[0]}): using the {len(listed) - len(absent)} that are",
+            stacklevel=4,
+        )
+    return [n for n in listed if n in on_disk]
+
+
 def build_celeba(
     cfg: Mapping[str, Any], split: str, channels: int
 ) -> tuple[DomainDataset, DomainDataset]:
@@ -181,47 +248,14 @@ def build_celeba(
         DataError: CelebA missing or incomplete (saying where to get it), an unknown
             attribute, a malformed annotation file, or an empty domain.
     """
-    root = dataset_root(cfg, CELEBA_FOLDER)
-    images = root / IMAGES_DIR
-    attr_path = find_annotation(root, ATTR_FILE)
-    part_path = find_annotation(root, PARTITION_FILE)
-    missing = [
-        name
-        for name, ok in (
-            (f"{IMAGES_DIR}/", images.is_dir()),
-            (ATTR_FILE, attr_path),
-            (PARTITION_FILE, part_path),
-        )
-        if not ok
-    ]
-    if len(missing) == 3:
-        raise DataError(f"CelebA is not in {shown_path(root)}: {celeba_instructions(root)}")
-    if missing:
-        raise DataError(
-            f"CelebA is incomplete in {shown_path(root)} ({', '.join(missing)} missing): "
-            f"{celeba_instructions(root)}"
-        )
-    attribute = cfg.get("attribute") or "Smiling"
-    image_size = config_int(cfg, "image_size", 128, 8)
-    face_crop = config_int(cfg, "face_crop", FACE_CROP, 8)
-    flip = config_bool(cfg, "flip", True)
-    balance = config_bool(cfg, "balance", False)
-    max_items = cfg.get("max_items")
-    if max_items is not None:
-        max_items = config_int(cfg, "max_items", None, 1)
-    values = read_attribute(attr_path, str(attribute))
+    images, attr_path, part_path = _celeba_files(dataset_root(cfg, CELEBA_FOLDER))
+    settings = _CelebASettings.from_config(cfg)
+    attribute = settings.attribute
+    values = read_attribute(attr_path, attribute)
     partitions = read_partitions(part_path)
-    on_disk = set(os.listdir(images))
     wanted = PARTITIONS[split]
     listed = sorted(n for n, p in partitions.items() if p == wanted and n in values)
-    absent = [n for n in listed if n not in on_disk]
-    if absent:
-        warnings.warn(
-            f"CelebA: {len(absent)} {split} image(s) listed in {PARTITION_FILE} are not in "
-            f"{images} (e.g. {absent[0]}): using the {len(listed) - len(absent)} that are",
-            stacklevel=3,
-        )
-    present = [n for n in listed if n in on_disk]
+    present = _split_on_disk(images, listed, split)
     affine = affine_from_config(cfg)
     domains: list[FolderDomain] = []
     for domain, sign in (("A", -1), ("B", 1)):
@@ -231,21 +265,21 @@ def build_celeba(
                 f"CelebA has no {split} image with {attribute}={sign:+d} in {images}: "
                 f"check {ATTR_FILE} and {PARTITION_FILE}, or choose another dataset.attribute"
             )
-        if max_items is not None:
-            files = files[:max_items]
+        if settings.max_items is not None:
+            files = files[: settings.max_items]
         domains.append(
             CelebADomain(
                 files,
                 channels=channels,
                 preprocess="resize_and_crop",  # resize the face crop to image_size
-                load_size=image_size,
-                crop_size=image_size,
-                flip=flip,
+                load_size=settings.image_size,
+                crop_size=settings.image_size,
+                flip=settings.flip,
                 label=f"{images} ({split}, {attribute}={sign:+d}, domain {domain})",
                 augment=affine,
-                face_crop=face_crop,
+                face_crop=settings.face_crop,
             )
         )
-    if balance and split == "train":
+    if settings.balance and split == "train":
         return balance_domains(domains[0], domains[1])
     return domains[0], domains[1]

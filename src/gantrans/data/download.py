@@ -23,6 +23,7 @@ import urllib.request
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from omegaconf import DictConfig
 from tqdm import tqdm
@@ -151,6 +152,14 @@ def _content_range(value: str | None) -> tuple[int, int | None] | None:
         return None
 
 
+class _Plan(NamedTuple):
+    """How a response's body is written: appended to the part or written over it."""
+
+    offset: int  # the bytes of the part kept before this response's body
+    mode: str  # "ab" (resume) or "wb" (start over)
+    total: int | None  # the archive's full size, when the server says
+
+
 def fetch(
     url: str,
     part: Path,
@@ -174,13 +183,8 @@ def fetch(
         DataError: The server cannot be reached or fails, or the transfer stops early (one line).
     """
     offset = part.stat().st_size if part.exists() else 0
-    headers = {"User-Agent": f"gantrans/{__version__}"}
-    if offset:
-        headers["Range"] = f"bytes={offset}-"
     try:
-        response = urllib.request.urlopen(
-            urllib.request.Request(url, headers=headers), timeout=timeout
-        )
+        response = _request(url, offset, timeout)
     except urllib.error.HTTPError as exc:
         exc.close()
         if exc.code == 416 and offset and not _restarted:  # the part does not fit: start over
@@ -194,53 +198,85 @@ def fetch(
     with response:
         length = response.headers.get("Content-Length")
         expected = int(length) if length and length.isdigit() else None  # bytes in this response
-        span = _content_range(response.headers.get("Content-Range"))
-        if offset and response.status == 206 and span is not None and span[0] == offset:
-            mode, total = "ab", span[1]
-            log.info("resuming %s at %d bytes", part.name, offset)
-        elif response.status == 206:  # a part we did not ask for: never append it
+        plan = _plan(response, offset, expected, part, name)
+        if plan is None:  # a part we did not ask for: never append it
             if not offset or _restarted:
                 raise DataError(_unreachable(name, url, "unexpected partial response", dest))
             log.info("the server resumed %s at the wrong offset: downloading it again", name)
             part.unlink()
             response.close()
             return fetch(url, part, dest, name, timeout, progress, _restarted=True)
-        else:
-            if offset:
-                log.info("the server does not resume downloads: downloading %s again", name)
-            offset, mode, total = 0, "wb", expected
-        received = 0
-        bar = tqdm(
-            total=total,
-            initial=offset,
-            unit="B",
-            unit_scale=True,
-            unit_divisor=1024,
-            desc=name,
-            disable=not progress,
-            dynamic_ncols=True,
-        )
-        try:
-            with part.open(mode) as f:
-                while chunk := response.read(CHUNK):
-                    f.write(chunk)
-                    received += len(chunk)
-                    bar.update(len(chunk))
-        except (http.client.HTTPException, OSError) as exc:  # reset, timeout, IncompleteRead
-            raise DataError(
-                f"the download of {name} stopped after {offset + received} bytes "
-                f"({one_line(exc) or type(exc).__name__}): run the same command again to resume "
-                f"({part} is kept)"
-            ) from None
-        finally:
-            bar.close()
+        received = _receive(response, part, plan, name, progress)
     if expected is not None and received != expected:
-        of = f" of {offset + expected}" if total is None else f" of {total}"
+        of = f" of {plan.offset + expected}" if plan.total is None else f" of {plan.total}"
         raise DataError(
-            f"the download of {name} stopped after {offset + received}{of} bytes: run the same "
-            f"command again to resume ({part} is kept)"
+            f"the download of {name} stopped after {plan.offset + received}{of} bytes: run the "
+            f"same command again to resume ({part} is kept)"
         )
     os.replace(part, dest)
+
+
+def _request(url: str, offset: int, timeout: float) -> http.client.HTTPResponse:
+    """Open ``url``, asking for the bytes from ``offset`` on (a Range request) when it is > 0."""
+    headers = {"User-Agent": f"gantrans/{__version__}"}
+    if offset:
+        headers["Range"] = f"bytes={offset}-"
+    return urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout)
+
+
+def _plan(
+    response: http.client.HTTPResponse, offset: int, expected: int | None, part: Path, name: str
+) -> _Plan | None:
+    """Resume ``part`` when the server sent the asked-for range, else start it over; None for a
+    partial response at another offset (or one not asked for), which must not be written."""
+    span = _content_range(response.headers.get("Content-Range"))
+    if offset and response.status == 206 and span is not None and span[0] == offset:
+        log.info("resuming %s at %d bytes", part.name, offset)
+        return _Plan(offset, "ab", span[1])
+    if response.status == 206:
+        return None
+    if offset:
+        log.info("the server does not resume downloads: downloading %s again", name)
+    return _Plan(0, "wb", expected)
+
+
+def _receive(
+    response: http.client.HTTPResponse, part: Path, plan: _Plan, name: str, progress: bool
+) -> int:
+    """Write ``response``'s body to ``part`` as ``plan`` says, under a progress bar.
+
+    Returns:
+        The bytes received.
+
+    Raises:
+        DataError: The transfer broke off (``part`` is kept, so the next call resumes).
+    """
+    received = 0
+    bar = tqdm(
+        total=plan.total,
+        initial=plan.offset,
+        unit="B",
+        unit_scale=True,
+        unit_divisor=1024,
+        desc=name,
+        disable=not progress,
+        dynamic_ncols=True,
+    )
+    try:
+        with part.open(plan.mode) as f:
+            while chunk := response.read(CHUNK):
+                f.write(chunk)
+                received += len(chunk)
+                bar.update(len(chunk))
+    except (http.client.HTTPException, OSError) as exc:  # reset, timeout, IncompleteRead
+        raise DataError(
+            f"the download of {name} stopped after {plan.offset + received} bytes "
+            f"({one_line(exc) or type(exc).__name__}): run the same command again to resume "
+            f"({part} is kept)"
+        ) from None
+    finally:
+        bar.close()
+    return received
 
 
 def _unreachable(name: str, url: str, reason: object, dest: Path) -> str:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import warnings
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ import torch
 from .cyclegan_sets import DATA_ENV, dataset_root, download_command, shown_path
 from .folder import FolderDomain, scan_domain, warn_skipped
 from .imageio import DataError, config_int
-from .transforms import affine_from_config
+from .transforms import AffineAugment, affine_from_config
 from .unpaired import DomainDataset
 
 SMILES_FOLDER = "SMILEsmileD"
@@ -165,6 +166,85 @@ def config_fraction(cfg: Mapping[str, Any], key: str, default: float) -> float:
     return float(value)
 
 
+def config_max_items(cfg: Mapping[str, Any]) -> int | None:
+    """``max_items``: None (every file) or an integer >= 1; anything else is a one-line DataError."""
+    if cfg.get("max_items") is None:
+        return None
+    return config_int(cfg, "max_items", None, 1)
+
+
+@dataclass(frozen=True)
+class _SmilesSettings:
+    """The settings ``build_smiles`` reads from the dataset config."""
+
+    image_size: int
+    fraction: float  # the test fraction
+    flip: bool  # false when augment is
+    balance: bool
+    strict: bool
+    max_items: int | None
+    affine: AffineAugment | None  # None when augment is false
+
+    @classmethod
+    def from_config(cls, cfg: Mapping[str, Any]) -> _SmilesSettings:
+        """Read and check the settings (a bad value is a one-line DataError)."""
+        image_size = config_int(cfg, "image_size", 64, 8)
+        fraction = config_fraction(cfg, "test_fraction", TEST_FRACTION)
+        augment = config_bool(cfg, "augment", True)
+        return cls(
+            image_size=image_size,
+            fraction=fraction,
+            flip=config_bool(cfg, "flip", True) and augment,
+            balance=config_bool(cfg, "balance", False),
+            strict=config_bool(cfg, "strict", False),
+            max_items=config_max_items(cfg),
+            affine=affine_from_config(cfg) if augment else None,
+        )
+
+
+def _split_to_read(split: str, fraction: float) -> str:
+    """``split``, except "train" for "test" when nothing is held out (with a warning that points
+    at ``build_smiles``'s caller's caller)."""
+    if split == "test" and fraction == 0:
+        warnings.warn(
+            "dataset.test_fraction=0: SMILEsmileD has no test split, evaluating on the train "
+            "images (with the test-time transform)",
+            stacklevel=4,
+        )
+        return "train"
+    return split
+
+
+def _domain_files(
+    root: Path, folder: Path, domain: str, split: str, settings: _SmilesSettings
+) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """The images of ``split`` in one domain folder of the set at ``root`` (every image, with a
+    warning, when none falls in the split; at most ``max_items``), and the unreadable files
+    skipped.
+
+    Raises:
+        DataError: The folder is missing, or an unreadable file when ``strict``.
+    """
+    if not folder.is_dir():
+        raise DataError(
+            f"{folder} is missing: SMILEsmileD must keep its original layout under "
+            f"{shown_path(root)} (fetch it again with "
+            f"`{download_command('smiles', root, SMILES_FOLDER)}`)"
+        )
+    good, bad = scan_cached(folder, domain, settings.strict)
+    files = split_files(good, split, settings.fraction)
+    if not files:  # a tiny domain: every image hashed to the other side
+        warnings.warn(
+            f"{folder}: none of its {len(good)} image(s) falls in the {split} split "
+            f"(test_fraction={settings.fraction}); using all of them for {split}",
+            stacklevel=4,
+        )
+        files = good
+    if settings.max_items is not None:
+        files = files[: settings.max_items]
+    return files, bad
+
+
 def build_smiles(
     cfg: Mapping[str, Any], split: str, channels: int
 ) -> tuple[DomainDataset, DomainDataset]:
@@ -195,57 +275,27 @@ def build_smiles(
             f"SMILEsmileD is not in {shown}: fetch it with `{command}` "
             f"(or set {DATA_ENV} to the folder that holds SMILEsmileD/)"
         )
-    image_size = config_int(cfg, "image_size", 64, 8)
-    fraction = config_fraction(cfg, "test_fraction", TEST_FRACTION)
-    augment = config_bool(cfg, "augment", True)
-    flip = config_bool(cfg, "flip", True) and augment
-    balance = config_bool(cfg, "balance", False)
-    strict = config_bool(cfg, "strict", False)
-    max_items = cfg.get("max_items")
-    if max_items is not None:
-        max_items = config_int(cfg, "max_items", None, 1)
-    affine = affine_from_config(cfg) if augment else None
-    if split == "test" and fraction == 0:
-        warnings.warn(
-            "dataset.test_fraction=0: SMILEsmileD has no test split, evaluating on the train "
-            "images (with the test-time transform)",
-            stacklevel=3,
-        )
-        split = "train"
+    settings = _SmilesSettings.from_config(cfg)
+    split = _split_to_read(split, settings.fraction)
     skipped: list[tuple[Path, str]] = []
     domains: list[FolderDomain] = []
     for domain, sub in DOMAIN_DIRS.items():
         folder = root / sub
-        if not folder.is_dir():
-            raise DataError(
-                f"{folder} is missing: SMILEsmileD must keep its original layout under {shown} "
-                f"(fetch it again with `{download_command('smiles', root, SMILES_FOLDER)}`)"
-            )
-        good, bad = scan_cached(folder, domain, strict)
+        files, bad = _domain_files(root, folder, domain, split, settings)
         skipped.extend(bad)
-        files = split_files(good, split, fraction)
-        if not files:  # a tiny domain: every image hashed to the other side
-            warnings.warn(
-                f"{folder}: none of its {len(good)} image(s) falls in the {split} split "
-                f"(test_fraction={fraction}); using all of them for {split}",
-                stacklevel=3,
-            )
-            files = good
-        if max_items is not None:
-            files = files[:max_items]
         domains.append(
             FolderDomain(
                 files,
                 channels=channels,
                 preprocess="resize_and_crop",  # resize to image_size; the crop keeps it all
-                load_size=image_size,
-                crop_size=image_size,
-                flip=flip,
+                load_size=settings.image_size,
+                crop_size=settings.image_size,
+                flip=settings.flip,
                 label=f"{folder} ({split})",
-                augment=affine,
+                augment=settings.affine,
             )
         )
     warn_skipped(f"SMILEsmileD in {shown}", skipped, stacklevel=4)
-    if balance and split == "train":
+    if settings.balance and split == "train":
         return balance_domains(domains[0], domains[1])
     return domains[0], domains[1]
