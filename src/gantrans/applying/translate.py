@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from gantrans.applying.loader import load_generator
 from gantrans.applying.tiling import pad_to_multiple
-from gantrans.applying.translator import ApplyOptions, Translator, tiles_in
+from gantrans.applying.translator import ApplyOptions, Plan, Translator, tiles_in
 from gantrans.applying.video import (
     VIDEO_EXTENSIONS,
     VideoOptions,
@@ -160,6 +160,104 @@ def _check_outputs(job: Job, translator: Translator, bit_depth: str) -> None:
             check_output_depth(bit_depth, translator.out_channels, Path(name).suffix, name)
 
 
+def _group_by_size(
+    paths: list[Path], strict: bool
+) -> tuple[dict[tuple[int, int], list[Path]], list[str]]:
+    """Image files grouped by (height, width), read from headers only, so each batch stacks;
+    and one message per file that cannot be read (with `strict`, the first one raises)."""
+    groups: dict[tuple[int, int], list[Path]] = defaultdict(list)
+    failed: list[str] = []
+    for path in paths:
+        try:
+            w, h = oriented_size(path)  # the size after EXIF rotation
+            groups[(h, w)].append(path)
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+            if strict:
+                raise DataError(f"cannot read image {path}: {type(exc).__name__}") from exc
+            failed.append(f"{path.name} ({type(exc).__name__})")
+    return groups, failed
+
+
+@dataclass
+class _PictureRun:
+    """One `translate_pictures` call: reads, translates and writes its images a chunk at a
+    time, collecting one message per file that could not be read or written in `failed`."""
+
+    translator: Translator
+    names: dict[Path, str]  # input -> output file name
+    output_dir: Path
+    bit_depth: str
+    value_range: object
+    strict: bool
+    failed: list[str]
+    bar: tqdm
+
+    def read(self, paths: list[Path], plan: Plan, h: int, w: int) -> list[tuple[Path, Picture]]:
+        """The pictures of `paths` that can be read and whose output can be written."""
+        chunk: list[tuple[Path, Picture]] = []
+        channels = self.translator.in_channels
+        for path in paths:
+            dst = self.output_dir / self.names[path]
+            taken = occupied(dst)
+            if taken is not None:  # fails before any work is spent on it
+                self.failed.append(write_failure(path, dst, taken, self.strict))
+                self.bar.update(tiles_in(plan, h, w))
+                continue
+            try:
+                chunk.append((path, read_picture(path, channels, self.value_range)))
+            except DataError:
+                if self.strict:
+                    raise
+                self.failed.append(f"{path.name} (corrupt)")
+                self.bar.update(tiles_in(plan, h, w))
+        return chunk
+
+    def save(
+        self, path: Path, picture: Picture, out_unit: torch.Tensor | None, values=None
+    ) -> bool:
+        """Write one output at its bit depth; False (and a message in `failed`) if it cannot."""
+        depth = output_depth(self.bit_depth, picture, self.translator.out_channels)
+        if values is None:
+            values = from_unit(out_unit, depth, *output_range(picture, depth))
+        dst = self.output_dir / self.names[path]
+        try:
+            save_picture(values, depth, picture.alpha, dst)
+        except OSError as exc:
+            self.failed.append(write_failure(path, dst, exc, self.strict))
+            return False
+        return True
+
+    def whole(self, chunk: list[tuple[Path, Picture]]) -> int:
+        """Translate `chunk` (images of one size) in one batch; the number written."""
+        channels = self.translator.in_channels
+        batch = torch.stack([p.to_unit(p.pixels, channels) for _, p in chunk])
+        written = 0
+        for (path, picture), out_unit in zip(chunk, self.translator.whole(batch), strict=True):
+            written += self.save(path, picture, out_unit)
+        self.bar.update(len(chunk))
+        return written
+
+    def tiled(self, chunk: list[tuple[Path, Picture]], plan: Plan, h: int, w: int) -> int:
+        """Translate `chunk` one large image at a time, in blended tiles; the number written."""
+        translator, channels = self.translator, self.translator.in_channels
+        written = 0
+        for path, picture in chunk:
+            depth = output_depth(self.bit_depth, picture, translator.out_channels)
+            lo, hi = output_range(picture, depth)
+            sample = from_unit(torch.zeros(1, 1, 1), depth, lo, hi)
+            out = torch.empty((translator.out_channels, h, w), dtype=sample.dtype)
+            translator.translate(
+                picture.pixels,
+                lambda crop, p=picture: p.to_unit(crop, channels),
+                out,
+                lambda unit, d=depth, a=lo, b=hi: from_unit(unit, d, a, b),
+                on_tiles=self.bar.update,
+                tiling=plan.tiling,
+            )
+            written += self.save(path, picture, None, values=out)
+        return written
+
+
 def translate_pictures(
     translator: Translator,
     paths: list[Path],
@@ -182,77 +280,77 @@ def translate_pictures(
     """
     if not paths:
         return 0, []
-    # group by size (read from headers only) so each batch stacks
-    groups: dict[tuple[int, int], list[Path]] = defaultdict(list)
-    failed: list[str] = []
-    for path in paths:
-        try:
-            w, h = oriented_size(path)  # the size after EXIF rotation
-            groups[(h, w)].append(path)
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-            if strict:
-                raise DataError(f"cannot read image {path}: {type(exc).__name__}") from exc
-            failed.append(f"{path.name} ({type(exc).__name__})")
+    groups, failed = _group_by_size(paths, strict)
     written = 0
     plans = {size: translator.plan(*size) for size in groups}
     units = sum(tiles_in(plans[s], *s) * len(p) for s, p in groups.items())
     tiled = any(plan.tiling is not None for plan in plans.values())
     bar = tqdm(total=units, disable=not progress, unit="tile" if tiled else "img", desc=desc)
-    channels = translator.in_channels
-
-    def save(path: Path, picture: Picture, out_unit: torch.Tensor | None, values=None) -> bool:
-        depth = output_depth(bit_depth, picture, translator.out_channels)
-        if values is None:
-            values = from_unit(out_unit, depth, *output_range(picture, depth))
-        dst = output_dir / names[path]
-        try:
-            save_picture(values, depth, picture.alpha, dst)
-        except OSError as exc:
-            failed.append(write_failure(path, dst, exc, strict))
-            return False
-        return True
-
+    run = _PictureRun(translator, names, output_dir, bit_depth, value_range, strict, failed, bar)
     for (h, w), group in groups.items():
         plan = plans[(h, w)]
         for i in range(0, len(group), plan.batch):
-            chunk: list[tuple[Path, Picture]] = []
-            for path in group[i : i + plan.batch]:
-                taken = occupied(output_dir / names[path])
-                if taken is not None:  # fails before any work is spent on it
-                    failed.append(write_failure(path, output_dir / names[path], taken, strict))
-                    bar.update(tiles_in(plan, h, w))
-                    continue
-                try:
-                    chunk.append((path, read_picture(path, channels, value_range)))
-                except DataError:
-                    if strict:
-                        raise
-                    failed.append(f"{path.name} (corrupt)")
-                    bar.update(tiles_in(plan, h, w))
+            chunk = run.read(group[i : i + plan.batch], plan, h, w)
             if not chunk:
                 continue
             if plan.tiling is None:
-                batch = torch.stack([p.to_unit(p.pixels, channels) for _, p in chunk])
-                for (path, picture), out_unit in zip(chunk, translator.whole(batch), strict=True):
-                    written += save(path, picture, out_unit)
-                bar.update(len(chunk))
-                continue
-            for path, picture in chunk:  # one large image at a time
-                depth = output_depth(bit_depth, picture, translator.out_channels)
-                lo, hi = output_range(picture, depth)
-                sample = from_unit(torch.zeros(1, 1, 1), depth, lo, hi)
-                out = torch.empty((translator.out_channels, h, w), dtype=sample.dtype)
-                translator.translate(
-                    picture.pixels,
-                    lambda crop, p=picture: p.to_unit(crop, channels),
-                    out,
-                    lambda unit, d=depth, a=lo, b=hi: from_unit(unit, d, a, b),
-                    on_tiles=bar.update,
-                    tiling=plan.tiling,
-                )
-                written += save(path, picture, None, values=out)
+                written += run.whole(chunk)
+            else:
+                written += run.tiled(chunk, plan, h, w)
     bar.close()
     return written, failed
+
+
+def _check_arguments(
+    input: str | Path | None,
+    input_dir: str | Path | None,
+    output: str | Path | None,
+    output_dir: str | Path | None,
+    output_bit_depth: str,
+    value_range: object,
+) -> None:
+    """The checks of `translate_folder`'s arguments that need neither files nor a device."""
+    if output is not None and output_dir is not None:
+        raise GantransError("give output= or output_dir=, not both (they mean the same)")
+    check_value_range(value_range)
+    if output_bit_depth not in BIT_DEPTHS:
+        raise ConfigError(f"output_bit_depth={output_bit_depth} is not known: use 8, 16 or same")
+    if input is None and input_dir is None:
+        raise GantransError("input is required: pass input=FILE_OR_FOLDER on the command line")
+
+
+def _check_output_dir(job: Job) -> None:
+    """Stop with one line, before any translation, if the outputs cannot be written: the output
+    folder is not writable, or a single file's output name is taken by a folder."""
+    check_writable(job.output_dir)
+    if job.single:
+        dst = job.output_dir / job.names[job.inputs[0]]
+        taken = occupied(dst)
+        if taken is not None:
+            write_failure(job.inputs[0], dst, taken, True)
+
+
+def _translate_videos(
+    translator: Translator, job: Job, videos: list[Path], opts: VideoOptions, progress: bool
+) -> tuple[int, list[str]]:
+    """Translate the video files of `job`; (videos written, one message per video that failed).
+    A single file named by the user raises instead."""
+    done, failed = 0, []
+    for path in videos:
+        dst = job.output_dir / job.names[path]
+        taken = occupied(dst)
+        if taken is not None:
+            failed.append(write_failure(path, dst, taken, job.single))
+            continue
+        try:
+            translate_video(translator, path, dst, opts, progress=progress)
+            done += 1
+        except DataError as exc:
+            if job.single:
+                raise
+            log.error("%s", exc)
+            failed.append(f"{path.name} ({exc})")
+    return done, failed
 
 
 def translate_folder(
@@ -290,13 +388,7 @@ def translate_folder(
     Returns:
         (output folder, number of files written, messages for the files that failed).
     """
-    if output is not None and output_dir is not None:
-        raise GantransError("give output= or output_dir=, not both (they mean the same)")
-    check_value_range(value_range)
-    if output_bit_depth not in BIT_DEPTHS:
-        raise ConfigError(f"output_bit_depth={output_bit_depth} is not known: use 8, 16 or same")
-    if input is None and input_dir is None:
-        raise GantransError("input is required: pass input=FILE_OR_FOLDER on the command line")
+    _check_arguments(input, input_dir, output, output_dir, output_bit_depth, value_range)
     dev = resolve_device(device)
     precision = resolve_precision(dev, precision)
     check_precision(dev, precision)
@@ -317,11 +409,7 @@ def translate_folder(
     )
     translator = Translator(net, arch, dev, precision, options)
     _check_outputs(job, translator, output_bit_depth)
-    check_writable(job.output_dir)
-    if job.single:
-        taken = occupied(job.output_dir / job.names[job.inputs[0]])
-        if taken is not None:
-            write_failure(job.inputs[0], job.output_dir / job.names[job.inputs[0]], taken, True)
+    _check_output_dir(job)
 
     pictures = [p for p in job.inputs if is_picture(p)]
     written, failed = translate_pictures(
@@ -335,21 +423,8 @@ def translate_folder(
         desc=direction,
         strict=job.single,
     )
-    done_videos = 0
-    for path in videos:
-        dst = job.output_dir / job.names[path]
-        taken = occupied(dst)
-        if taken is not None:
-            failed.append(write_failure(path, dst, taken, job.single))
-            continue
-        try:
-            translate_video(translator, path, dst, video_opts, progress=progress)
-            done_videos += 1
-        except DataError as exc:
-            if job.single:
-                raise
-            log.error("%s", exc)
-            failed.append(f"{path.name} ({exc})")
+    done_videos, video_failed = _translate_videos(translator, job, videos, video_opts, progress)
+    failed.extend(video_failed)
     what = " and ".join(
         [f"{written} image(s)"] * bool(pictures or not videos)
         + [f"{done_videos} video(s)"] * bool(videos)
