@@ -17,13 +17,6 @@ MAX_FUNCTION_LINES = 80
 # function, or a listed one grown longer, fails; one brought under the limit must leave the list.
 LONG_MODULES: dict[str, int] = {}
 LONG_FUNCTIONS: dict[str, int] = {
-    "gantrans.applying.translate:translate_folder": 101,
-    "gantrans.applying.translate:translate_pictures": 93,
-    "gantrans.data.download:fetch": 90,
-    "gantrans.evaluation.samples:evaluate_samples": 87,
-    "gantrans.data.celeba:build_celeba": 87,
-    "gantrans.evaluation.judges:_fit": 86,
-    "gantrans.data.smiles:build_smiles": 84,
 }
 
 

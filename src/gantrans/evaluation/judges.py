@@ -23,11 +23,12 @@ figures worthless, so a judge here is:
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -276,6 +277,66 @@ def train_judge(
     return judge
 
 
+def _batches(n: int, batch_size: int, gen: torch.Generator) -> Iterator[torch.Tensor]:
+    """Endless minibatch indices into `n` training images: a random order drawn from `gen` (on
+    the first batch), and a fresh one whenever the current one has not a full batch left."""
+    order, pos = torch.randperm(n, generator=gen), 0
+    while True:
+        if pos + batch_size > len(order):
+            order, pos = torch.randperm(n, generator=gen), 0
+        yield order[pos : pos + batch_size]
+        pos += batch_size
+
+
+@dataclass
+class _EarlyStopping:
+    """The rounds' validation scores, the best round's (score, round, weights) -- a tie keeps the
+    later, longer-trained weights -- and when to stop: only a gain resets the patience."""
+
+    patience: int
+    best: tuple[float, int, dict[str, torch.Tensor]] | None = None
+    last_gain: int = 0
+    history: list[float] = field(default_factory=list)
+
+    def update(self, rnd: int, score: float, net: nn.Module) -> bool:
+        """Record round `rnd`'s (from 1) score; True when `patience` rounds brought no gain."""
+        self.history.append(round(score, 4))
+        if self.best is None or score > self.best[0]:
+            self.last_gain = rnd
+        if self.best is None or score >= self.best[0]:
+            state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+            self.best = (score, rnd, state)
+        return rnd - self.last_gain >= self.patience
+
+    def summary(self, max_epochs: int) -> dict[str, Any]:
+        """The judge's info on its validation (with nothing held out, all `max_epochs` ran)."""
+        return {
+            "val_balanced_acc": self.best[0] if self.best else None,
+            "best_round": self.best[1] if self.best else max_epochs,
+            "rounds": len(self.history) if self.history else max_epochs,
+            "val_history": self.history,
+        }
+
+
+def _train_step(
+    net: JudgeNet,
+    opt: torch.optim.Optimizer,
+    sched: torch.optim.lr_scheduler.LRScheduler,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    weights: torch.Tensor,
+    use_bf16: bool,
+) -> None:
+    """One step on a batch `x` (on the device) of labels `y`, the loss weighted by class."""
+    with torch.autocast(x.device.type, torch.bfloat16, enabled=use_bf16):
+        logits = net(x)
+    loss = F.cross_entropy(logits.float(), y.to(x.device), weight=weights, label_smoothing=0.05)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    sched.step()
+
+
 def _fit(
     net: JudgeNet,
     x_train: torch.Tensor,
@@ -296,65 +357,38 @@ def _fit(
     counts = torch.bincount(y_train, minlength=2).float()
     weights = (counts.sum() / (2 * counts)).to(device)  # inverse class frequency, mean 1
     batch_size = max(2, min(batch_size, len(x_train)))  # batch norm needs two samples
-    per_pass = len(x_train) // batch_size
-    steps_per_round = max(per_pass, MIN_STEPS_PER_ROUND)
+    steps_per_round = max(len(x_train) // batch_size, MIN_STEPS_PER_ROUND)
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=5e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(
         opt, max_lr=lr, total_steps=max_epochs * steps_per_round, pct_start=0.15
     )
     use_bf16 = bf16_supported(device)
-    best: tuple[float, int, dict[str, torch.Tensor]] | None = None  # (score, round, weights)
-    last_gain = 0
-    history: list[float] = []
+    stopping = _EarlyStopping(patience)
     bar = tqdm(total=max_epochs * steps_per_round, desc=desc, disable=not progress, leave=False)
-    order = torch.randperm(len(x_train), generator=gen)
-    pos = 0
+    batches = _batches(len(x_train), batch_size, gen)
     with torch.enable_grad():  # also when called under no_grad (inside a training loop)
-        for rnd in range(max_epochs):
-            for _ in range(steps_per_round):
-                if pos + batch_size > len(order):
-                    order, pos = torch.randperm(len(x_train), generator=gen), 0
-                idx = order[pos : pos + batch_size]
-                pos += batch_size
+        for rnd in range(1, max_epochs + 1):
+            for idx in itertools.islice(batches, steps_per_round):
                 x = augment(x_train[idx], gen).to(device)
-                with torch.autocast(device.type, torch.bfloat16, enabled=use_bf16):
-                    logits = net(x)
-                loss = F.cross_entropy(
-                    logits.float(), y_train[idx].to(device), weight=weights, label_smoothing=0.05
-                )
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                sched.step()
+                _train_step(net, opt, sched, x, y_train[idx], weights, use_bf16)
                 bar.update(1)
             if len(x_val) == 0:  # nothing held out (a tiny set): keep the last weights
                 continue
-            judge = Judge(net)
             with torch.autocast(device.type, torch.bfloat16, enabled=use_bf16):
-                val_acc, _ = balanced_accuracy(judge.predict(x_val), y_val)
+                val_acc, _ = balanced_accuracy(Judge(net).predict(x_val), y_val)
             net.train()
-            history.append(round(val_acc, 4))
             bar.set_postfix(val=f"{val_acc:.3f}", refresh=False)
-            # a tie keeps the later, longer-trained weights; only a gain resets the patience
-            if best is None or val_acc > best[0]:
-                last_gain = rnd + 1
-            if best is None or val_acc >= best[0]:
-                state = {k: v.detach().clone() for k, v in net.state_dict().items()}
-                best = (val_acc, rnd + 1, state)
-            if rnd + 1 - last_gain >= patience:
+            if stopping.update(rnd, val_acc, net):
                 break
     bar.close()
-    if best is not None:
-        net.load_state_dict(best[2])
+    if stopping.best is not None:
+        net.load_state_dict(stopping.best[2])
     net.eval()
     info = {
         "arch": net.arch,
         "train_images": [int((y_train == k).sum()) for k in (0, 1)],
         "val_images": [int((y_val == k).sum()) for k in (0, 1)],
-        "val_balanced_acc": best[0] if best else None,
-        "best_round": best[1] if best else max_epochs,
-        "rounds": len(history) if history else max_epochs,
-        "val_history": history,
+        **stopping.summary(max_epochs),
         "steps_per_round": steps_per_round,
         "max_epochs": max_epochs,
         "patience": patience,

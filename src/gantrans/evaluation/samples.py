@@ -126,6 +126,61 @@ def judge_scores(
     return scores
 
 
+def _with_sampled_domain(dataset: dict[str, Any], ckpt: dict[str, Any]) -> dict[str, Any]:
+    """The dataset config with the checkpoint's channels and the trained domain: the command
+    line's, else the one the run recorded, else B."""
+    channels = checkpoint.channels(ckpt)
+    recorded = checkpoint.recorded_config(ckpt).get("dataset") or {}
+    domain = dataset.get("domain") or recorded.get("domain") or "B"  # dataset=NAME: the run's
+    return {**dataset, "channels": channels, "domain": domain}
+
+
+def _check_image_size(arch: dict[str, Any], real: torch.Tensor) -> None:
+    """Refuse a checkpoint whose samples are not the size of the real test images."""
+    size = tuple(real.shape[-2:])
+    if (int(arch["image_size"]),) * 2 != size:
+        raise ConfigError(
+            f"the checkpoint generates {arch['image_size']} px images but the dataset's test "
+            f"images are {size[0]} px: pass the dataset's image size (dataset.image_size=...)"
+        )
+
+
+def _c2st_scores(
+    cfg: DictConfig, real: torch.Tensor, fake: torch.Tensor, device: torch.device
+) -> dict[str, float]:
+    """The real-versus-samples two-sample test: its accuracy, standard error and p-value."""
+    test = classifiers.two_sample_test(
+        real, fake, seed=cfg.seed, epochs=cfg.c2st_epochs, device=device,
+        progress=cfg.progress, desc="C2ST samples",
+    )  # fmt: skip
+    names = (("acc", "c2st_acc"), ("stderr", "c2st_stderr"), ("p_value", "c2st_pvalue"))
+    return {f"{name}_{SUFFIX}": test[key] for key, name in names}
+
+
+def _scores(
+    cfg: DictConfig,
+    evaluator: Evaluator | None,
+    domain: str,
+    device: torch.device,
+    real: torch.Tensor,
+    fake: torch.Tensor,
+    real_feats: torch.Tensor,
+    fake_feats: torch.Tensor,
+    train_feats: torch.Tensor,
+) -> dict[str, float]:
+    """The metrics of the samples `fake` against the real test images `real`: FID and KID, the
+    judges' shares (with judges), the C2ST (with c2st=true) and the diversity diagnostics."""
+    scores: dict[str, float] = {f"fid_{SUFFIX}": metrics.fid(real_feats, fake_feats)}
+    kid, kid_std = metrics.kid(real_feats, fake_feats, seed=cfg.seed)
+    scores[f"kid_{SUFFIX}"], scores[f"kid_std_{SUFFIX}"] = kid, kid_std
+    if evaluator is not None:
+        scores.update(judge_scores(evaluator.judges, real, fake, domain))
+    if cfg.c2st:
+        scores.update(_c2st_scores(cfg, real, fake, device))
+    scores.update(diversity(fake, real, fake_feats, real_feats, train_feats))
+    return scores
+
+
 def evaluate_samples(cfg: DictConfig, ckpt_path: Path, dataset: dict[str, Any]) -> dict[str, Any]:
     """Score samples of the DCGAN checkpoint at `ckpt_path` and write the reports.
 
@@ -139,19 +194,12 @@ def evaluate_samples(cfg: DictConfig, ckpt_path: Path, dataset: dict[str, Any]) 
         raise ConfigError("direction= does not apply to a dcgan checkpoint: it translates nothing")
     device = resolve_device(cfg.device)
     net, arch, ckpt = load_sampler(ckpt_path, device)
-    channels = checkpoint.channels(ckpt)
-    recorded = checkpoint.recorded_config(ckpt).get("dataset") or {}
-    domain = dataset.get("domain") or recorded.get("domain") or "B"  # dataset=NAME: the run's
-    dataset = {**dataset, "channels": channels, "domain": domain}
+    dataset = _with_sampled_domain(dataset, ckpt)
+    domain, channels = dataset["domain"], dataset["channels"]
     out_dir = Path(cfg.output_dir) if cfg.output_dir else checkpoint.run_dir_of(ckpt_path) / "eval"
     evaluator, real, feature_net = _real_images(cfg, dataset, device)
     judge_info = evaluator.judge_info if evaluator is not None else []
-    size = tuple(real.shape[-2:])
-    if (int(arch["image_size"]),) * 2 != size:
-        raise ConfigError(
-            f"the checkpoint generates {arch['image_size']} px images but the dataset's test "
-            f"images are {size[0]} px: pass the dataset's image size (dataset.image_size=...)"
-        )
+    _check_image_size(arch, real)
 
     def features(images: torch.Tensor, desc: str) -> torch.Tensor:
         return metrics.extract_features(
@@ -166,24 +214,9 @@ def evaluate_samples(cfg: DictConfig, ckpt_path: Path, dataset: dict[str, Any]) 
     train_images = quantize(load_images(train, cfg.judge_max_images, f"train {domain}",
                                         cfg.progress))  # fmt: skip
     train_feats = features(train_images, "features train")
-
-    scores: dict[str, float] = {f"fid_{SUFFIX}": metrics.fid(real_feats, fake_feats)}
-    kid, kid_std = metrics.kid(real_feats, fake_feats, seed=cfg.seed)
-    scores[f"kid_{SUFFIX}"], scores[f"kid_std_{SUFFIX}"] = kid, kid_std
-    if evaluator is not None:
-        scores.update(judge_scores(evaluator.judges, real, fake, domain))
-    if cfg.c2st:
-        test = classifiers.two_sample_test(
-            real, fake, seed=cfg.seed, epochs=cfg.c2st_epochs, device=device,
-            progress=cfg.progress, desc="C2ST samples",
-        )  # fmt: skip
-        for key, name in (
-            ("acc", "c2st_acc"),
-            ("stderr", "c2st_stderr"),
-            ("p_value", "c2st_pvalue"),
-        ):
-            scores[f"{name}_{SUFFIX}"] = test[key]
-    scores.update(diversity(fake, real, fake_feats, real_feats, train_feats))
+    scores = _scores(
+        cfg, evaluator, domain, device, real, fake, real_feats, fake_feats, train_feats
+    )
 
     report = {
         "gantrans_version": __version__,
