@@ -16,8 +16,7 @@ MAX_FUNCTION_LINES = 80
 # Still over the limits: name -> lines today. These lists may only shrink: a new long module or
 # function, or a listed one grown longer, fails; one brought under the limit must leave the list.
 LONG_MODULES: dict[str, int] = {}
-LONG_FUNCTIONS: dict[str, int] = {
-}
+LONG_FUNCTIONS: dict[str, int] = {}
 
 
 def module_name(path: Path) -> str:
