@@ -23,7 +23,7 @@ from gantrans.applying.video import (
     is_video,
     translate_video,
 )
-from gantrans.config import to_plain
+from gantrans.config import TranslateConfig, to_plain
 from gantrans.data import DataError
 from gantrans.data.imageio import oriented_size
 from gantrans.data.pixels import (
@@ -353,31 +353,7 @@ def _translate_videos(
     return done, failed
 
 
-def translate_folder(
-    *,
-    ckpt: str | Path,
-    input: str | Path | None = None,
-    input_dir: str | Path | None = None,
-    output: str | Path | None = None,
-    output_dir: str | Path | None = None,
-    direction: str = "AtoB",
-    batch_size: int = 8,
-    device: str = "auto",
-    precision: str = "fp32",
-    progress: bool = True,
-    tile: str | int = "auto",
-    overlap: int = 64,
-    blend: str = "smooth",
-    tile_stats: str = "sampled",
-    stats_pixels: int = 1024 * 1024,
-    max_pixels: int | None = None,
-    memory_gb: float | None = None,
-    output_bit_depth: str = "same",
-    value_range: object = "auto",
-    video_codec: str | None = None,
-    video_crf: int | None = None,
-    temporal_smoothing: float = 0.0,
-) -> tuple[Path, int, list[str]]:
+def translate_folder(cfg: TranslateConfig | DictConfig) -> tuple[Path, int, list[str]]:
     """Translate an image, a video, or every image and video in a folder.
 
     Images of any size are padded to what the network needs and cropped back, or translated
@@ -385,30 +361,44 @@ def translate_folder(
     16-bit and float grayscale keep their depth. Videos keep their frame rate, frame count
     and audio. Unreadable files in a folder are skipped and returned.
 
+    `cfg` holds the options of `gantrans translate` (gantrans.config.TranslateConfig, whose
+    fields and defaults are documented there), for example
+    `translate_folder(TranslateConfig(ckpt="run/checkpoints/latest.pt", input="photos"))`.
+
     Returns:
         (output folder, number of files written, messages for the files that failed).
     """
-    _check_arguments(input, input_dir, output, output_dir, output_bit_depth, value_range)
-    dev = resolve_device(device)
-    precision = resolve_precision(dev, precision)
-    check_precision(dev, precision)
-    out_arg = output if output is not None else output_dir
-    job = _resolve(  # the inputs are checked before the checkpoint is loaded (or downloaded)
-        None if input is None else str(input),
-        None if input_dir is None else str(input_dir),
-        None if out_arg is None else str(out_arg),
-        direction,
+    c = TranslateConfig(**to_plain(cfg))
+    _check_arguments(
+        c.input, c.input_dir, c.output, c.output_dir, c.output_bit_depth, c.value_range
     )
-    net, arch = load_generator(ckpt, direction, dev, progress=progress)
+    dev = resolve_device(c.device)
+    precision = resolve_precision(dev, c.precision)
+    check_precision(dev, precision)
+    out_arg = c.output if c.output is not None else c.output_dir
+    job = _resolve(  # the inputs are checked before the checkpoint is loaded (or downloaded)
+        None if c.input is None else str(c.input),
+        None if c.input_dir is None else str(c.input_dir),
+        None if out_arg is None else str(out_arg),
+        c.direction,
+    )
+    net, arch = load_generator(c.ckpt, c.direction, dev, progress=c.progress)
     videos = [p for p in job.inputs if is_video(p)]
-    video_opts = VideoOptions(video_codec, video_crf, temporal_smoothing)
+    video_opts = VideoOptions(c.video_codec, c.video_crf, c.temporal_smoothing)
     if videos:
         check_video_options(video_opts, [job.names[p] for p in videos])
     options = ApplyOptions(
-        batch_size, tile, overlap, blend, tile_stats, stats_pixels, max_pixels, memory_gb
+        c.batch_size,
+        c.tile,
+        c.overlap,
+        c.blend,
+        c.tile_stats,
+        c.stats_pixels,
+        c.max_pixels,
+        c.memory_gb,
     )
     translator = Translator(net, arch, dev, precision, options)
-    _check_outputs(job, translator, output_bit_depth)
+    _check_outputs(job, translator, c.output_bit_depth)
     _check_output_dir(job)
 
     pictures = [p for p in job.inputs if is_picture(p)]
@@ -417,19 +407,19 @@ def translate_folder(
         pictures,
         job.names,
         job.output_dir,
-        bit_depth=output_bit_depth,
-        value_range=value_range,
-        progress=progress,
-        desc=direction,
+        bit_depth=c.output_bit_depth,
+        value_range=c.value_range,
+        progress=c.progress,
+        desc=c.direction,
         strict=job.single,
     )
-    done_videos, video_failed = _translate_videos(translator, job, videos, video_opts, progress)
+    done_videos, video_failed = _translate_videos(translator, job, videos, video_opts, c.progress)
     failed.extend(video_failed)
     what = " and ".join(
         [f"{written} image(s)"] * bool(pictures or not videos)
         + [f"{done_videos} video(s)"] * bool(videos)
     )
-    log.info("translated %s %s into %s", what, direction, job.output_dir)
+    log.info("translated %s %s into %s", what, c.direction, job.output_dir)
     return job.output_dir, written + done_videos, failed
 
 
@@ -448,6 +438,6 @@ def summary(failed: list[str]) -> str:
 
 def main(cfg: DictConfig) -> None:
     """Entry point of `gantrans translate`."""
-    _, _, failed = translate_folder(**to_plain(cfg))
+    _, _, failed = translate_folder(cfg)
     if failed:
         raise DataError(summary(failed))
