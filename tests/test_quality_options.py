@@ -206,8 +206,8 @@ def test_r1_penalty_is_the_squared_input_gradient():
     with torch.no_grad():
         net.weight.fill_(3.0)
     x = torch.rand(2, 1, 4, 4)
-    # D(x) summed = 3 * sum(x): gradient 3 per pixel, |grad|^2 = 9 * 16 per image
-    assert r1_penalty(net, x).item() == pytest.approx(144.0)
+    # a 4x4 patch map averaged: D(x) = 3 * mean(x), gradient 3/16 per pixel, |grad|^2 = 9/16
+    assert r1_penalty(net, x).item() == pytest.approx(9 / 16)
 
 
 def test_a_training_step_with_r1_updates_the_discriminators():

@@ -332,9 +332,13 @@ def train_step(state: TrainState, batch: Batch) -> Terms:
 
 
 def r1_penalty(net: nn.Module, real: torch.Tensor) -> torch.Tensor:
-    """E ||grad_x D(x)||^2 over real images x (N, C, H, W): the R1 penalty, kept in the graph."""
+    """E ||grad_x D(x)||^2 over real images x (N, C, H, W): the R1 penalty, kept in the graph.
+
+    D(x) is one score per image: a patch discriminator's map is averaged, so gamma weighs the
+    same whatever the number of patches (summing a 6x6 map would multiply it by up to 36^2)."""
     real = real.detach().float().requires_grad_(True)
-    (grad,) = torch.autograd.grad(net(real).float().sum(), real, create_graph=True)
+    scores = net(real).float().flatten(1).mean(1)
+    (grad,) = torch.autograd.grad(scores.sum(), real, create_graph=True)
     return grad.pow(2).flatten(1).sum(1).mean()
 
 
