@@ -61,7 +61,7 @@ def test_recipes_apply_per_dataset_and_per_dataset_and_generator():
     assert compose_train(["dataset=smiles"]).model.input_skip is False
     # the smiles recipe drops CycleGAN's identity term, and still composes with CUT
     smiles = compose_train(["+experiment=smiles"])
-    assert smiles.loss.lambda_identity == 0.0 and smiles.train.n_epochs == 2
+    assert smiles.loss.lambda_identity == 0.0 and smiles.train.n_epochs == 3
     assert compose_train_config(["+experiment=smiles", "method=cut"]).loss.lambda_identity is None
 
 
