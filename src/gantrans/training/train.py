@@ -136,7 +136,8 @@ def start(cfg: TrainConfig, run_dir: Path, di: DistInfo) -> Run:
     if di.is_main:
         remove_interrupted_saves(latest.parent)  # a kill -9 during a save leaves its temp file
     torch.manual_seed(cfg.seed)
-    data = build_data(schema_of(str(cfg.method.name)).data, cfg, di, dev)
+    data_kind = schema_of(str(cfg.method.name)).data
+    data = build_data(data_kind, cfg, di, dev)
     t = cfg.train
 
     def schedule(step: int) -> float:
@@ -186,7 +187,7 @@ def start(cfg: TrainConfig, run_dir: Path, di: DistInfo) -> Run:
         f"{data.sizes[0]} A + {data.sizes[1]} B images"
         if len(data.sizes) == 2
         else f"{data.sizes[0]} images of domain {cfg.dataset.domain}"
-    ) + (" (aligned pairs)" if schema_of(st.method.name).data == "paired" else "")
+    ) + (" (aligned pairs)" if data_kind == "paired" else "")
     log.info(
         "run dir: %s\nmethod %s | device: %s, precision %s | data: %s, "
         "%d steps/epoch, %d steps in all | parameters: %s%s",
