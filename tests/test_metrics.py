@@ -223,6 +223,16 @@ def test_two_sample_test_detects_a_shift_and_not_identical_data():
     assert again == same  # seeded: the same numbers every time
 
 
+def test_two_sample_test_is_at_chance_on_identical_data_of_unequal_sizes():
+    # 60 real against 240 fake of one distribution: "always fake" would score 0.8 on
+    # unbalanced halves; cut to equal sizes, chance is 0.5
+    test = classifiers.two_sample_test(
+        _images(60, 0, side=8), _images(240, 1, side=8), seed=0, epochs=10, device=CPU
+    )
+    assert test["n_train"] == test["n_test"] == 60
+    assert 0.3 <= test["acc"] <= 0.7 and test["p_value"] > 0.01
+
+
 def test_shape_iou_ignores_colour_and_scores_circle_against_square():
     from gantrans.data import build_domains
     from gantrans.evaluation.metrics import shape_iou
