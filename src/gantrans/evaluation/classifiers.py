@@ -174,11 +174,11 @@ def two_sample_test(
     n = min(len(real), len(fake))
     real = real[torch.randperm(len(real), generator=gen)[:n]]
     fake = fake[torch.randperm(len(fake), generator=gen)[:n]]
-    hr, hf = n // 2, n // 2
-    x_train = torch.cat([real[:hr], fake[:hf]])
-    y_train = torch.cat([torch.zeros(hr), torch.ones(hf)]).long()
-    x_test = torch.cat([real[hr:], fake[hf:]])
-    y_test = torch.cat([torch.zeros(len(real) - hr), torch.ones(len(fake) - hf)]).long()
+    half = n // 2
+    x_train = torch.cat([real[:half], fake[:half]])
+    y_train = torch.cat([torch.zeros(half), torch.ones(half)]).long()
+    x_test = torch.cat([real[half:], fake[half:]])
+    y_test = torch.cat([torch.zeros(n - half), torch.ones(n - half)]).long()
     net = train_classifier(
         x_train, y_train, epochs=epochs, seed=seed, device=device, progress=progress, desc=desc
     )

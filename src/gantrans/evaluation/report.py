@@ -308,8 +308,7 @@ def _closing_section(report: dict[str, Any]) -> list[str]:
         "small sets; FID on a few hundred images is biased upwards.",
         "- **C2ST** (classifier two-sample test, Lopez-Paz & Oquab 2017): a fresh CNN learns real "
         "versus translated on half of the images (equally many of each) and is scored on the "
-        "other half; 50% = it "
-        "cannot tell them apart. A small p-value (one-sided binomial test against 50%) means "
+        "other half; 50% = it cannot tell them apart. A small p-value (one-sided binomial test against 50%) means "
         "the translations are detectably different from real images.",
         "- **content L1**: mean |translation − input| on the [-1, 1] scale (how much changed); "
         "**cycle**: how well the input survives a round trip.",
