@@ -159,6 +159,7 @@ class ResnetGenerator(ChangeMask):
         ]  # at the bottleneck: (N, 4 ngf, H/4, W/4), shape preserved
         ups = _upsampling(ngf, norm_layer, use_bias)
         self.input_skip = input_skip
+        self.input_nc = input_nc
         # (N, ngf, H, W) -> (N, output_nc, H, W) in [-1, 1]. This conv always has a bias.
         last = nn.Conv2d(ngf + (input_nc if input_skip else 0), output_nc + int(mask), 7)
         layers = [*stem, *blocks, *ups, nn.ReflectionPad2d(3), last, nn.Tanh()]
@@ -189,6 +190,29 @@ class ResnetGenerator(ChangeMask):
 
     def mask_conv(self) -> nn.Module:
         return self.model[-2]
+
+    def init_input_skip(self) -> None:
+        """Give the input skip a positive gain (after the weights' initialisation).
+
+        The last convolution's taps from the input are drawn at random like the rest, so each
+        output channel's taps from its own input channel (from all of them when the channel
+        counts differ) sum to either sign: a small gain of about 0.1 on the input, positive
+        or negative. Where it is negative this flips that output channel's skip taps, which
+        keeps their size and pattern. Started negative, a generator draws the input's grey
+        levels inverted, and the cycle learns to undo a tone remap that a two-sample test
+        then sees at once (one smiles seed in two); started as an exact copy of the input
+        (a unit centre tap) it stays too close to it and smiles less.
+        """
+        if not self.input_skip:
+            return
+        conv = self.model[-2]
+        out_nc = conv.out_channels - int(self.mask)  # the mask's logit is left as drawn
+        with torch.no_grad():
+            w = conv.weight[:out_nc, -self.input_nc :]  # (out_nc, input_nc, k, k), a view
+            for o in range(out_nc):
+                own = w[o, o] if out_nc == self.input_nc else w[o]
+                if own.sum() < 0:
+                    w[o].neg_()
 
     def encode(self, x: torch.Tensor, layers: Sequence[int]) -> list[torch.Tensor]:
         """The outputs of the given layers of ``model`` (encoder only), stopping after the last.

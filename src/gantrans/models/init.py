@@ -31,7 +31,9 @@ def init_weights(net: nn.Module, init_type: str = "normal", gain: float = 0.02) 
         * ``"orthogonal"``: orthogonal matrix scaled by ``gain``.
 
     Their biases are set to 0. BatchNorm weights ~ N(1, gain^2) and biases 0. InstanceNorm here
-    has no parameters; other modules are left untouched.
+    has no parameters; other modules are left untouched. Then a change mask's logit gets its
+    starting bias and a ResNet generator's input skip gets a positive gain
+    (``ResnetGenerator.init_input_skip``).
 
     Args:
         net: The network to initialize.
@@ -71,3 +73,6 @@ def init_weights(net: nn.Module, init_type: str = "normal", gain: float = 0.02) 
     net.apply(init_module)
     if isinstance(net, ChangeMask):
         net.init_mask()
+    init_skip = getattr(net, "init_input_skip", None)
+    if callable(init_skip):  # a ResNet generator's input skip: positive gain
+        init_skip()
