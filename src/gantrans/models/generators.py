@@ -159,7 +159,6 @@ class ResnetGenerator(ChangeMask):
         ]  # at the bottleneck: (N, 4 ngf, H/4, W/4), shape preserved
         ups = _upsampling(ngf, norm_layer, use_bias)
         self.input_skip = input_skip
-        self.input_nc = input_nc
         # (N, ngf, H, W) -> (N, output_nc, H, W) in [-1, 1]. This conv always has a bias.
         last = nn.Conv2d(ngf + (input_nc if input_skip else 0), output_nc + int(mask), 7)
         layers = [*stem, *blocks, *ups, nn.ReflectionPad2d(3), last, nn.Tanh()]
@@ -205,12 +204,12 @@ class ResnetGenerator(ChangeMask):
         """
         if not self.input_skip:
             return
-        conv = self.model[-2]
+        conv, in_nc = self.model[-2], self.model[1].in_channels  # model[1]: the first conv
         out_nc = conv.out_channels - int(self.mask)  # the mask's logit is left as drawn
         with torch.no_grad():
-            w = conv.weight[:out_nc, -self.input_nc :]  # (out_nc, input_nc, k, k), a view
+            w = conv.weight[:out_nc, -in_nc:]  # (out_nc, in_nc, k, k), a view
             for o in range(out_nc):
-                own = w[o, o] if out_nc == self.input_nc else w[o]
+                own = w[o, o] if out_nc == in_nc else w[o]
                 if own.sum() < 0:
                     w[o].neg_()
 
