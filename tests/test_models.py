@@ -354,6 +354,7 @@ def test_init_weights_unknown_type() -> None:
         ({k: v for k, v in gen_arch().items() if k != "ngf"}, "ngf"),
         (gen_arch(norm="group"), "norm"),
         (gen_arch(padding_type="circular"), "padding_type"),
+        (gen_arch(upsample="bilinear"), "upsample"),
         (gen_arch(ngf=True), "ngf"),
         (gen_arch(ngf=8.0), "ngf"),
         (gen_arch(in_channels=0), "in_channels"),
@@ -413,6 +414,34 @@ def test_resnet_input_skip_feeds_the_input_to_the_last_convolution():
     assert torch.allclose(plain(x), plain(x + 0.5), atol=1e-5)
 
 
+@pytest.mark.parametrize("padding", ["reflect", "zero"])
+def test_resize_upsampling_doubles_the_side_without_a_checkerboard(padding):
+    from gantrans.models.generators import _upsampling
+    from gantrans.models.layers import get_norm_layer
+
+    arch = gen_arch(ngf=8, n_blocks=1, padding_type=padding)
+    transpose, resize = build_generator(arch), build_generator({**arch, "upsample": "resize"})
+    assert not any(isinstance(m, nn.ConvTranspose2d) for m in resize.modules())
+    assert n_params(resize) == n_params(transpose)  # a 3x3 kernel either way
+    # the encoder is the reference's, layer for layer (CUT samples its features by index)
+    assert keys(resize)[:8] == keys(transpose)[:8] and resize.encoder_layers == 11
+    for side in (16, 24, 36):
+        x = torch.rand(2, 3, side, side) * 2 - 1
+        assert resize(x).shape == transpose(x).shape == x.shape
+    # on a flat feature map the stride-2 transposed convolution adds its 3x3 taps unevenly
+    # (4, 2 or 1 of them per output pixel): a period-2 pattern; the resize keeps it flat
+    flat = torch.ones(1, 32, 5, 5) * torch.randn(1, 32, 1, 1)
+    none = get_norm_layer("none")
+    for mode, checkered in (("transpose", True), ("resize", False)):
+        torch.manual_seed(0)
+        ups = nn.Sequential(*_upsampling(8, none, True, mode, "reflect"))
+        with torch.no_grad():
+            y = ups(flat)[0, :, 2:-2, 2:-2]  # the interior, away from the borders
+        assert y.shape[-1] == 16
+        spread = (y - y.mean(dim=(1, 2), keepdim=True)).abs().max().item()
+        assert (spread > 1e-3) == checkered, (mode, spread)
+
+
 @pytest.mark.parametrize("channels,mask", [((1, 1), False), ((3, 3), True), ((3, 1), False)])
 def test_input_skip_starts_with_a_positive_gain(channels, mask):
     from gantrans.models import build_generator, init_weights
@@ -454,7 +483,7 @@ def test_old_checkpoints_without_input_skip_are_the_same_architecture():
     gen = {"name": "resnet", "n_blocks": 6}
     old = {"arch": {"generator": gen, "discriminator": {}}}
     assert checkpoint.arch(old) == {
-        "generator": {**gen, "input_skip": False, "mask": False},
+        "generator": {**gen, "input_skip": False, "mask": False, "upsample": "transpose"},
         "discriminator": {"spectral_norm": False, "augment": None},
     }
     unet = {"arch": {"generator": {"name": "unet"}}}

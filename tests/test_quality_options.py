@@ -1,5 +1,5 @@
-"""The quality options every method can turn on: change masks, generator EMA, DiffAugment,
-spectral norm and R1; and the panel of judges that scores their effect."""
+"""The quality options every method can turn on: change masks, resize upsampling, generator
+EMA, DiffAugment, spectral norm and R1; and the panel of judges that scores their effect."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ GEN = dict(name="resnet", in_channels=1, out_channels=1, ngf=4, norm="instance",
            n_blocks=1, num_downs=5)  # fmt: skip
 LEVERS = [
     "model.mask=true",
+    "model.upsample=resize",
     "train.ema=0.9",
     "discriminator.augment=color+translation+cutout",
     "discriminator.spectral_norm=true",

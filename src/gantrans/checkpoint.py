@@ -144,7 +144,10 @@ def not_a_translator(ckpt: dict, path: str | Path) -> CheckpointError:
     )
 
 
-OPTIONAL_GENERATOR_KEYS = {"resnet": {"input_skip": False, "mask": False}, "unet": {"mask": False}}
+OPTIONAL_GENERATOR_KEYS = {
+    "resnet": {"input_skip": False, "mask": False, "upsample": "transpose"},
+    "unet": {"mask": False},
+}
 """Generator keys (by generator name) added after checkpoints without them were written, with
 the value those checkpoints mean."""
 OPTIONAL_DISCRIMINATOR_KEYS = {"spectral_norm": False, "augment": None}

@@ -42,6 +42,7 @@ from gantrans.config.choices import (
     Norm,
     PaddingType,
     Precision,
+    Upsample,
 )
 from gantrans.config.commands import (
     DownloadConfig,
@@ -201,6 +202,7 @@ __all__ = [
     "TrainConfig",
     "TrainLoopConfig",
     "TranslateConfig",
+    "Upsample",
     "UnetGeneratorConfig",
     "apply_method_defaults",
     "check_known_keys",

@@ -39,6 +39,11 @@ class PaddingType(Choice):
     zero = "zero"
 
 
+class Upsample(Choice):
+    transpose = "transpose"
+    resize = "resize"
+
+
 class InitType(Choice):
     normal = "normal"
     xavier = "xavier"

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from omegaconf import MISSING, DictConfig
 
-from gantrans.config.choices import GanMode, InitType, Norm, PaddingType
+from gantrans.config.choices import GanMode, InitType, Norm, PaddingType, Upsample
 
 
 # ---------------------------------------------------------------------------------------------
@@ -130,6 +130,9 @@ class ResnetGeneratorConfig(GeneratorConfig):
     n_blocks: int = 9
     padding_type: PaddingType = PaddingType.reflect
     input_skip: bool = False  # also feed the input to the last convolution (keeps colours)
+    # transpose: stride-2 transposed convolutions (the paper's); resize: nearest-neighbour x2
+    # then a 3x3 convolution, without the transposed convolutions' checkerboard
+    upsample: Upsample = Upsample.transpose
 
 
 @dataclass

@@ -12,7 +12,7 @@ from gantrans.models import augment
 from gantrans.models.discriminators import NLayerDiscriminator, PixelDiscriminator
 from gantrans.models.generators import ResnetBlock, ResnetGenerator
 from gantrans.models.init import INIT_TYPES, init_weights
-from gantrans.models.layers import NORM_TYPES, PADDING_TYPES, get_norm_layer
+from gantrans.models.layers import NORM_TYPES, PADDING_TYPES, UPSAMPLE_TYPES, get_norm_layer
 from gantrans.models.unet import UnetGenerator, UnetSkipConnectionBlock
 
 __all__ = [
@@ -98,7 +98,8 @@ def build_generator(arch: Mapping[str, Any]) -> nn.Module:
             ``norm`` (``"instance"`` | ``"batch"`` | ``"none"``), ``dropout`` (bool);
             for ``resnet`` also ``n_blocks`` and optionally ``padding_type``
             (``"reflect"`` (default) | ``"replicate"`` | ``"zero"``) and ``input_skip``
-            (bool, default false: see ResnetGenerator); optionally ``mask`` (bool, default
+            (bool, default false: see ResnetGenerator) and ``upsample`` (``"transpose"``
+            (default) | ``"resize"``); optionally ``mask`` (bool, default
             false: a change mask, see ChangeMask);
             for ``unet`` also ``num_downs`` (>= 5; 7 = unet128, 8 = unet256).
 
@@ -131,6 +132,7 @@ def build_generator(arch: Mapping[str, Any]) -> nn.Module:
             padding_type=_get_choice(arch, "padding_type", what, PADDING_TYPES, "reflect"),
             input_skip=bool(arch.get("input_skip", False)),
             mask=mask,
+            upsample=_get_choice(arch, "upsample", what, UPSAMPLE_TYPES, "transpose"),
         )
     return UnetGenerator(
         in_channels,

@@ -13,6 +13,7 @@ from torch import nn
 # Keep every nn.Sequential in the same order: the state_dict keys are the positions in it.
 from gantrans.models.layers import (
     PADDING_TYPES,
+    UPSAMPLE_TYPES,
     ChangeMask,
     NormLayer,
     check_layers,
@@ -117,6 +118,7 @@ class ResnetGenerator(ChangeMask):
         padding_type: str = "reflect",
         input_skip: bool = False,
         mask: bool = False,
+        upsample: str = "transpose",
     ) -> None:
         """Build the generator.
 
@@ -136,9 +138,21 @@ class ResnetGenerator(ChangeMask):
                 the reference layout (its published weights have no such input).
             mask: Draw a change mask too (see ChangeMask): the last convolution gives
                 ``output_nc + 1`` channels; needs ``output_nc == input_nc``.
+            upsample: ``"transpose"``: stride-2 transposed 3x3 convolutions (the paper's and
+                the reference layout's). ``"resize"``: nearest-neighbour x2, then a 3x3
+                convolution (Odena et al. 2016, "Deconvolution and Checkerboard Artifacts"):
+                a transposed convolution whose kernel the stride does not divide adds its taps
+                unevenly to the output pixels and draws a checkerboard at the highest
+                frequency, which a discriminator or a two-sample test sees; the resize does
+                not. Four times the multiply-adds in those two layers; other layer indices
+                than the reference's from the first upsampling on.
         """
         if n_blocks < 0:
             raise ValueError(f"n_blocks must be >= 0, got {n_blocks}")
+        if upsample not in UPSAMPLE_TYPES:
+            raise ValueError(
+                f"unknown upsample {upsample!r}; expected one of {', '.join(UPSAMPLE_TYPES)}"
+            )
         check_mask(mask, input_nc, output_nc)
         super().__init__()
         self.mask = mask
@@ -157,8 +171,8 @@ class ResnetGenerator(ChangeMask):
             ResnetBlock(ngf * 4, padding_type, norm_layer, use_dropout, use_bias)
             for _ in range(n_blocks)
         ]  # at the bottleneck: (N, 4 ngf, H/4, W/4), shape preserved
-        ups = _upsampling(ngf, norm_layer, use_bias)
-        self.input_skip = input_skip
+        ups = _upsampling(ngf, norm_layer, use_bias, upsample, padding_type)
+        self.input_skip, self.upsample = input_skip, upsample
         # (N, ngf, H, W) -> (N, output_nc, H, W) in [-1, 1]. This conv always has a bias.
         last = nn.Conv2d(ngf + (input_nc if input_skip else 0), output_nc + int(mask), 7)
         layers = [*stem, *blocks, *ups, nn.ReflectionPad2d(3), last, nn.Tanh()]
@@ -278,22 +292,29 @@ def _downsampling(input_nc: int, ngf: int, norm_layer: NormLayer, bias: bool) ->
     return layers
 
 
-def _upsampling(ngf: int, norm_layer: NormLayer, bias: bool) -> list[nn.Module]:
-    """Two stride-2 transposed convolutions: (N, 4 ngf, H/4, W/4) -> (N, ngf, H, W); output
-    size (in - 1) * 2 - 2 * 1 + 3 + 1 = 2 * in, exactly doubling."""
+def _upsampling(
+    ngf: int, norm_layer: NormLayer, bias: bool, mode: str = "transpose", padding_type: str = "reflect"
+) -> list[nn.Module]:
+    """Two doublings of the side: (N, 4 ngf, H/4, W/4) -> (N, ngf, H, W).
+
+    ``transpose``: stride-2 transposed convolutions, output size (in - 1) * 2 - 2 * 1 + 3 + 1
+    = 2 * in exactly. ``resize``: nearest-neighbour upsampling, then a padded 3x3 convolution
+    (padded as the residual blocks are)."""
     layers: list[nn.Module] = []
     for mult in (4, 2):
-        layers += [
-            nn.ConvTranspose2d(
-                ngf * mult,
-                ngf * mult // 2,
-                kernel_size=3,
-                stride=2,
-                padding=1,
-                output_padding=1,
-                bias=bias,
-            ),  # fmt: skip
-            norm_layer(ngf * mult // 2),
-            nn.ReLU(True),
-        ]
+        c_in, c_out = ngf * mult, ngf * mult // 2
+        if mode == "transpose":
+            layers.append(
+                nn.ConvTranspose2d(
+                    c_in, c_out, kernel_size=3, stride=2, padding=1, output_padding=1, bias=bias
+                )
+            )
+        else:
+            pad, p = ResnetBlock._padding(padding_type)
+            layers += [
+                nn.Upsample(scale_factor=2, mode="nearest"),
+                *pad,
+                nn.Conv2d(c_in, c_out, kernel_size=3, padding=p, bias=bias),
+            ]
+        layers += [norm_layer(c_out), nn.ReLU(True)]
     return layers

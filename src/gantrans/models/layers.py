@@ -11,6 +11,7 @@ from torch import nn
 
 NORM_TYPES = ("instance", "batch", "none")
 PADDING_TYPES = ("reflect", "replicate", "zero")
+UPSAMPLE_TYPES = ("transpose", "resize")
 
 NormLayer = Callable[[int], nn.Module]
 
