@@ -342,6 +342,45 @@ def test_compare_grid_rows_of_the_same_stems(tmp_path):
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+def test_spectrum_finds_a_checkerboard_and_a_blur(tmp_path):
+    from PIL import Image
+
+    gen = torch.Generator().manual_seed(0)
+    side = 32
+    yy, xx = torch.meshgrid(torch.arange(side), torch.arange(side), indexing="ij")
+    checker = ((yy + xx) % 2 * 2 - 1).float()
+
+    def write(folder: Path, images: torch.Tensor) -> None:
+        folder.mkdir()
+        for i, im in enumerate(images):
+            pixels = ((im.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).numpy()
+            Image.fromarray(pixels).save(folder / f"{i}.png")
+
+    def faces(n: int) -> torch.Tensor:  # smooth random images: power falls with frequency
+        noise = torch.randn(n, 1, side // 4, side // 4, generator=gen)
+        return F.interpolate(noise, size=side, mode="bilinear", align_corners=False)[:, 0] * 0.4
+
+    real, same, fakes = faces(64), faces(64), faces(64)
+    write(tmp_path / "real", real)
+    write(tmp_path / "same", same)
+    write(tmp_path / "checkered", fakes + 0.05 * checker)
+    write(tmp_path / "blurred", F.avg_pool2d(fakes[:, None], 3, 1, 1)[:, 0])
+    out = tmp_path / "spectrum.json"
+    folders = [str(tmp_path / name) for name in ("real", "same", "checkered", "blurred")]
+    result = run_script("spectrum.py", *folders, "--json", str(out))
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(out.read_text())["rows"]
+    same, checkered, blurred = (rows[f] for f in folders[1:])
+    assert 0.7 < same["checkerboard"] < 1.4 and 0.7 < same["band 0.250-0.375"] < 1.4
+    assert checkered["checkerboard"] > 10 and checkered["rows"] < 3  # one frequency, not a band
+    assert blurred["band 0.750-0.875"] < 0.5 and blurred["band 0.000-0.125"] > 0.8
+    assert "checkerboard" in result.stdout
+    Image.new("L", (16, 16)).save(tmp_path / "same" / "small.png")
+    result = run_script("spectrum.py", folders[0], folders[1])
+    assert result.returncode == 2 and "one size" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
 def test_gpu_check_quick_on_the_cpu_records_every_part(tmp_path):
     from gantrans.methods import METHODS
 
