@@ -1,5 +1,6 @@
-"""The quality options every method can turn on: change masks, resize upsampling, generator
-EMA, DiffAugment, spectral norm and R1; and the panel of judges that scores their effect."""
+"""The quality options every method can turn on: change masks, resize upsampling, the tone
+term, generator EMA, DiffAugment, spectral norm and R1; and the panel of judges that scores
+their effect."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from gantrans.config import compose_train_config
 from gantrans.errors import ConfigError
 from gantrans.evaluation import controls, evaluator
 from gantrans.models import build_discriminator, build_generator, init_weights
+from gantrans.methods.losses import tone_distance
 from gantrans.models.augment import diff_augment, parse_policy
 from gantrans.training.engine import GeneratorAverage, build_training, r1_penalty, train_step
 from tests.conftest import TINY, TINY_CUT, one_line_error
@@ -28,6 +30,7 @@ LEVERS = [
     "discriminator.spectral_norm=true",
     "loss.r1_gamma=1",
     "loss.r1_every=2",
+    "loss.lambda_tone=5",
 ]
 
 
@@ -105,7 +108,7 @@ def test_every_lever_trains_logs_and_resumes(gantrans, tmp_path, method):
     acc = EventAccumulator(str(run / "tb"))
     acc.Reload()
     scalars, images = set(acc.Tags()["scalars"]), set(acc.Tags()["images"])
-    assert {"loss/mask", "loss/mask_size"} <= scalars
+    assert {"loss/mask", "loss/mask_size", "loss/tone"} <= scalars
     assert any(t.endswith("_r1") for t in scalars)
     assert "test/mask_AtoB" in images
     code, _, err = gantrans(*train_args(run, *extra, "train.max_steps=6", "resume=auto"))
@@ -226,6 +229,8 @@ def test_a_training_step_with_r1_updates_the_discriminators():
         ("loss.lambda_mask_tv=-1", "loss.lambda_mask_tv must be >= 0"),
         ("loss.mask_area=1.5", "loss.mask_area must be in [0, 1]"),
         ("loss.r1_every=0", "loss.r1_every must be >= 1"),
+        ("loss.lambda_tone=-1", "loss.lambda_tone must be >= 0"),
+        ("loss.tone_cells=64", "loss.tone_cells must be between 1 and the image side (32)"),
         ("train.ema=1", "train.ema must be in [0, 1)"),
         ("discriminator.augment=colour", "colour is not an augmentation"),
     ],
@@ -235,9 +240,39 @@ def test_bad_quality_options_are_one_line_errors(gantrans, tmp_path, override, f
     assert fragment in line
 
 
-def test_r1_is_refused_for_pix2pix():
+@pytest.mark.parametrize("override", ["loss.r1_gamma=1", "loss.lambda_tone=5"])
+def test_r1_and_the_tone_term_are_refused_for_pix2pix(override):
     with pytest.raises(ConfigError, match="does not apply to method=pix2pix"):
-        compose_train_config(["method=pix2pix", "dataset=shapes_paired", "loss.r1_gamma=1"])
+        compose_train_config(["method=pix2pix", "dataset=shapes_paired", override])
+
+
+def test_the_tone_term_is_refused_for_dcgan():
+    with pytest.raises(ConfigError, match="does not apply to method=dcgan"):
+        compose_train_config(["method=dcgan", "loss.lambda_tone=5"])
+
+
+# --------------------------------------------------------------------------------------------
+# the tone term
+# --------------------------------------------------------------------------------------------
+def test_the_tone_term_sees_a_remap_of_the_whole_image_more_than_a_local_change():
+    gen = torch.Generator().manual_seed(0)
+    # bright skin with darker features (the remap of a face changes its tones, not only noise)
+    faces = 0.4 + 0.3 * (torch.rand(4, 1, 64, 64, generator=gen) * 2 - 1)
+    smile = faces.clone()
+    smile[..., 40:50, 20:44] = 0.9  # a bright mouth: one region of a 4 x 4 grid changes
+    remap = -faces  # the grey levels inverted, which a second inversion undoes exactly
+    assert tone_distance(faces, faces, 4).item() == 0
+    local, whole = tone_distance(faces, smile, 4).item(), tone_distance(faces, remap, 4).item()
+    assert 0 < local < whole / 4
+    assert tone_distance(faces, faces + 0.2, 4).item() == pytest.approx(0.2, abs=1e-5)
+    # and the term reaches the generators' loss with its weight, only when asked for
+    cfg = compose_train_config([*TINY, "loss.lambda_tone=5", "loss.tone_cells=2"])
+    method = build_training(cfg, torch.device("cpu")).method
+    assert method.lambda_tone == 5 and method.tone_cells == 2
+    terms = method.tone_terms([(faces, remap), (faces, faces)])
+    assert terms["tone"].item() == pytest.approx(5 * tone_distance(faces, remap, 2).item() / 2)
+    method.lambda_tone = 0
+    assert method.tone_terms([(faces, remap)]) == {}
 
 
 def test_checkpoints_without_the_new_keys_read_as_their_defaults():

@@ -221,6 +221,12 @@ class LossConfig:
     # r1_every steps with its weight multiplied by r1_every (lazy, as in StyleGAN2); 0 = off
     r1_gamma: float = 0.0
     r1_every: int = 16
+    # translation methods with an unpaired input (cyclegan, cut, fastcut): lambda_tone x the mean
+    # |difference| between the input's and the translation's mean values over a tone_cells x
+    # tone_cells grid of regions. It keeps the coarse tones: a cycle can undo a remap of the
+    # whole image's grey levels, so the cycle term lets it through; 0 = off
+    lambda_tone: float = 0.0
+    tone_cells: int = 4
 
 
 def image_size(dataset_cfg: DictConfig) -> int:

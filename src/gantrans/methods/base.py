@@ -16,6 +16,7 @@ from torch import nn
 
 from gantrans.config import to_plain
 from gantrans.methods.image_pool import ImagePool
+from gantrans.methods.losses import tone_distance
 from gantrans.models.layers import ChangeMask
 
 if TYPE_CHECKING:
@@ -80,6 +81,8 @@ class Method(nn.Module):
     lambda_mask: float = 0.0  # the weight of the change masks' size penalty (model.mask)
     mask_area: float | None = None  # the size it is drawn towards (None: as small as it can)
     lambda_mask_tv: float = 0.0  # the weight of the masks' total variation (model.mask)
+    lambda_tone: float = 0.0  # the weight of the tone term (loss.lambda_tone; 0 = off)
+    tone_cells: int = 4  # its grid of regions per side (loss.tone_cells)
 
     def __init__(self, name: str, directions: Mapping[str, str], pools: Mapping[str, ImagePool]):
         super().__init__()
@@ -153,6 +156,14 @@ class Method(nn.Module):
             "mask_size": area.mean().detach(),
             "mask_tv": tv.detach(),
         }
+
+    def tone_terms(self, pairs: list[tuple[torch.Tensor, torch.Tensor]]) -> Terms:
+        """The tone term over (input, translation) pairs: {"tone": lambda_tone x the mean over
+        the pairs of `tone_distance`}, or {} with loss.lambda_tone = 0."""
+        if not self.lambda_tone:
+            return {}
+        distances = [tone_distance(x, y, self.tone_cells) for x, y in pairs]
+        return {"tone": torch.stack(distances).mean() * self.lambda_tone}
 
     def clear_masks(self) -> None:
         """Forget the masks recorded so far (by passes that no penalty is computed for)."""

@@ -351,8 +351,10 @@ class CUT(Method):
                 both = 0.5 * (terms["NCE"] + terms["NCE_Y"])
             total = total + both
         terms.update(self.mask_terms())
-        if "mask" in terms:
-            total = total + terms["mask"]
+        terms.update(self.tone_terms([(batch["A"], fake_B)]))
+        for key in ("mask", "tone"):
+            if key in terms:
+                total = total + terms[key]
         terms["G"] = total
         return total, {k: v.detach() for k, v in terms.items()}
 

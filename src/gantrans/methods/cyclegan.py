@@ -327,17 +327,19 @@ class CycleGANMethod(Method):
         return [Phase("G", self._generator_loss), d_phase]
 
     def _generator_loss(self, batch: Batch, cache: dict) -> tuple[torch.Tensor, Terms]:
-        """Adversarial both ways + cycle + identity (+ the change masks' size), for both
-        generators."""
+        """Adversarial both ways + cycle + identity (+ the change masks' size, + the tone term),
+        for both generators."""
         self.clear_masks()
         total, terms, fakes = self.objective.generator_phase(
             self.net, batch["A"], batch["B"], self.runners["G"]
         )
-        masks = self.mask_terms()
-        if masks:
-            total = total + masks["mask"]
+        extra = self.mask_terms()
+        extra.update(self.tone_terms([(batch["A"], fakes.fake_B), (batch["B"], fakes.fake_A)]))
+        for key in ("mask", "tone"):
+            if key in extra:
+                total = total + extra[key]
         cache["fakes"] = fakes.fake_A.detach(), fakes.fake_B.detach()
-        return total, {**terms, **{k: v.detach() for k, v in masks.items()}, "G": total.detach()}
+        return total, {**terms, **{k: v.detach() for k, v in extra.items()}, "G": total.detach()}
 
     def _discriminator_loss(self, batch: Batch, cache: dict) -> tuple[torch.Tensor, Terms]:
         """Both discriminators on real images versus fakes drawn from the history buffers."""

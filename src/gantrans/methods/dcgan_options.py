@@ -34,6 +34,11 @@ class DCGANMethodConfig(MethodConfig):
 
     @classmethod
     def validate(cls, cfg: DictConfig) -> None:
+        if cfg.loss.lambda_tone:
+            raise ConfigError(
+                "loss.lambda_tone does not apply to method=dcgan (it has no input whose tones "
+                "to keep): remove it"
+            )
         if OmegaConf.select(cfg, "dataset.balance") is True:
             raise ConfigError(
                 "dataset.balance=True needs two domains; method=dcgan trains on one "

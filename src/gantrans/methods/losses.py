@@ -1,4 +1,4 @@
-"""Adversarial losses (LSGAN, BCE, WGAN-GP), the gradient penalty, and PatchNCE."""
+"""Adversarial losses (LSGAN, BCE, WGAN-GP), the gradient penalty, PatchNCE and the tone term."""
 
 from __future__ import annotations
 
@@ -30,6 +30,18 @@ class AdversarialLoss:
         if self.mode == "lsgan":
             return F.mse_loss(prediction, target)
         return F.binary_cross_entropy_with_logits(prediction, target)
+
+
+def tone_distance(inputs: torch.Tensor, outputs: torch.Tensor, cells: int) -> torch.Tensor:
+    """Mean |difference| between the mean values of inputs and outputs over a cells x cells grid
+    of regions (per channel): how far a translation moved the image's coarse tones.
+
+    A change drawn inside a region (a mouth) moves its region's mean a little; a remap of the
+    grey levels of the whole image (which a cycle can undo, so the cycle term does not see it)
+    moves every region's.
+    """
+    coarse = [F.adaptive_avg_pool2d(x.float(), cells) for x in (inputs, outputs)]
+    return F.l1_loss(coarse[1], coarse[0])
 
 
 def gradient_penalty(

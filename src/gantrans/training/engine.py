@@ -265,6 +265,7 @@ def build_training(
     method.lambda_mask = float(cfg.loss.lambda_mask)
     method.mask_area = None if cfg.loss.mask_area is None else float(cfg.loss.mask_area)
     method.lambda_mask_tv = float(cfg.loss.lambda_mask_tv)
+    method.lambda_tone, method.tone_cells = float(cfg.loss.lambda_tone), int(cfg.loss.tone_cells)
     if di.enabled and device.type == "cuda":
         method = torch.nn.SyncBatchNorm.convert_sync_batchnorm(method)  # no-op without batch norm
     method.to(device)
