@@ -58,10 +58,17 @@ def test_recipes_apply_per_dataset_and_per_dataset_and_generator():
     assert compose_train(["model=resnet9"]).model.input_skip is False  # shapes.yaml only
     unet = compose_train(["model=unet128"])
     assert unet.model.ngf == 32 and "input_skip" not in unet.model
-    assert compose_train(["dataset=smiles"]).model.input_skip is False
+    smiles_resnet6 = compose_train(["dataset=smiles"]).model  # recipe/model/smiles_resnet6
+    assert smiles_resnet6.input_skip is True and smiles_resnet6.upsample == "resize"
+    smiles_resnet9 = compose_train(["dataset=smiles", "model=resnet9"]).model
+    assert smiles_resnet9.input_skip is False and smiles_resnet9.upsample == "transpose"
+    # the experiment takes a U-Net too: the ResNet's options are not pressed on it
+    unet = compose_train(["+experiment=smiles", "model=unet128", "model.num_downs=6"]).model
+    assert unet.ngf == 32 and "upsample" not in unet and "input_skip" not in unet
     # the smiles recipe drops CycleGAN's identity term, and still composes with CUT
     smiles = compose_train(["+experiment=smiles"])
     assert smiles.loss.lambda_identity == 0.0 and smiles.train.n_epochs == 3
+    assert smiles.loss.lambda_tone == 5.0  # recipe/method/smiles_cyclegan.yaml
     assert compose_train_config(["+experiment=smiles", "method=cut"]).loss.lambda_identity is None
 
 
