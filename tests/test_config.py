@@ -68,7 +68,7 @@ def test_recipes_apply_per_dataset_and_per_dataset_and_generator():
     # the smiles recipe drops CycleGAN's identity term, and still composes with CUT
     smiles = compose_train(["+experiment=smiles"])
     assert smiles.loss.lambda_identity == 0.0 and smiles.train.n_epochs == 3
-    assert smiles.loss.lambda_tone == 5.0  # recipe/method/smiles_cyclegan.yaml
+    assert smiles.loss.lambda_tone == 2.0  # recipe/method/smiles_cyclegan.yaml
     assert compose_train_config(["+experiment=smiles", "method=cut"]).loss.lambda_identity is None
 
 
