@@ -14,8 +14,8 @@ from gantrans.checkpoint import load_checkpoint
 from gantrans.config import compose_train_config
 from gantrans.errors import ConfigError
 from gantrans.evaluation import controls, evaluator
-from gantrans.models import build_discriminator, build_generator, init_weights
 from gantrans.methods.losses import tone_distance
+from gantrans.models import build_discriminator, build_generator, init_weights
 from gantrans.models.augment import diff_augment, parse_policy
 from gantrans.training.engine import GeneratorAverage, build_training, r1_penalty, train_step
 from tests.conftest import TINY, TINY_CUT, one_line_error

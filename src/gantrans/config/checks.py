@@ -163,12 +163,12 @@ def _check_quality_options(cfg: DictConfig) -> None:
     """The change mask, R1, spectral norm, DiffAugment and EMA options."""
     loss, t = cfg.loss, cfg.train
     for key in ("lambda_mask", "lambda_mask_tv", "r1_gamma", "lambda_tone"):
-        if loss[key] < 0:
+        if loss[key] is not None and loss[key] < 0:
             raise ConfigError(f"loss.{key} must be >= 0, got {loss[key]}")
-    if loss.tone_cells < 1 or loss.tone_cells > image_size(cfg.dataset):
+    side = image_size(cfg.dataset)
+    if not 1 <= loss.tone_cells <= side:
         raise ConfigError(
-            f"loss.tone_cells must be between 1 and the image side ({image_size(cfg.dataset)}), "
-            f"got {loss.tone_cells}"
+            f"loss.tone_cells must be between 1 and the image side ({side}), got {loss.tone_cells}"
         )
     if loss.r1_every < 1:
         raise ConfigError(f"loss.r1_every must be >= 1, got {loss.r1_every}")

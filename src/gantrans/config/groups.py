@@ -224,8 +224,8 @@ class LossConfig:
     # translation methods with an unpaired input (cyclegan, cut, fastcut): lambda_tone x the mean
     # |difference| between the input's and the translation's mean values over a tone_cells x
     # tone_cells grid of regions. It keeps the coarse tones: a cycle can undo a remap of the
-    # whole image's grey levels, so the cycle term lets it through; 0 = off
-    lambda_tone: float = 0.0
+    # whole image's grey levels, so the cycle term lets it through; null (or 0) = off
+    lambda_tone: float | None = None
     tone_cells: int = 4
 
 

@@ -165,6 +165,14 @@ class Method(nn.Module):
         distances = [tone_distance(x, y, self.tone_cells) for x, y in pairs]
         return {"tone": torch.stack(distances).mean() * self.lambda_tone}
 
+    def penalty_terms(
+        self, pairs: list[tuple[torch.Tensor, torch.Tensor]]
+    ) -> tuple[torch.Tensor | float, Terms]:
+        """The change masks' terms (`mask_terms`) and the tone term over (input, translation)
+        `pairs` (`tone_terms`), and the sum of those that belong in the generators' loss."""
+        terms = {**self.mask_terms(), **self.tone_terms(pairs)}
+        return sum(terms[k] for k in ("mask", "tone") if k in terms), terms
+
     def clear_masks(self) -> None:
         """Forget the masks recorded so far (by passes that no penalty is computed for)."""
         for net in self._masked():

@@ -350,11 +350,9 @@ class CUT(Method):
                 terms["NCE_Y"] = nce_idt * self.lambda_NCE  # PatchNCE(G(B), B)
                 both = 0.5 * (terms["NCE"] + terms["NCE_Y"])
             total = total + both
-        terms.update(self.mask_terms())
-        terms.update(self.tone_terms([(batch["A"], fake_B)]))
-        for key in ("mask", "tone"):
-            if key in terms:
-                total = total + terms[key]
+        penalty, extra = self.penalty_terms([(batch["A"], fake_B)])
+        terms.update(extra)
+        total = total + penalty
         terms["G"] = total
         return total, {k: v.detach() for k, v in terms.items()}
 

@@ -333,11 +333,10 @@ class CycleGANMethod(Method):
         total, terms, fakes = self.objective.generator_phase(
             self.net, batch["A"], batch["B"], self.runners["G"]
         )
-        extra = self.mask_terms()
-        extra.update(self.tone_terms([(batch["A"], fakes.fake_B), (batch["B"], fakes.fake_A)]))
-        for key in ("mask", "tone"):
-            if key in extra:
-                total = total + extra[key]
+        penalty, extra = self.penalty_terms(
+            [(batch["A"], fakes.fake_B), (batch["B"], fakes.fake_A)]
+        )
+        total = total + penalty
         cache["fakes"] = fakes.fake_A.detach(), fakes.fake_B.detach()
         return total, {**terms, **{k: v.detach() for k, v in extra.items()}, "G": total.detach()}
 

@@ -30,15 +30,11 @@ class DCGANMethodConfig(MethodConfig):
     not_applicable: ClassVar[dict[str, str]] = {
         "loss.lambda_cycle": "it has no cycle",
         "loss.lambda_identity": "it has no translation to keep the identity of",
+        "loss.lambda_tone": "it has no input whose tones to keep",
     }
 
     @classmethod
     def validate(cls, cfg: DictConfig) -> None:
-        if cfg.loss.lambda_tone:
-            raise ConfigError(
-                "loss.lambda_tone does not apply to method=dcgan (it has no input whose tones "
-                "to keep): remove it"
-            )
         if OmegaConf.select(cfg, "dataset.balance") is True:
             raise ConfigError(
                 "dataset.balance=True needs two domains; method=dcgan trains on one "

@@ -158,8 +158,9 @@ class Pix2Pix(Method):
         finally:
             set_requires_grad([self.D], True)
         terms["G_L1"] = F.l1_loss(fake.float(), target.float()) * self.lambda_L1
-        terms.update(self.mask_terms())
-        total = sum(v for k, v in terms.items() if k != "mask_size")
+        penalty, extra = self.penalty_terms([])  # no tone term: the L1 sets the tones
+        total = terms["G_GAN"] + terms["G_L1"] + penalty
+        terms.update(extra)
         terms["G"] = total
         return total, {k: v.detach() for k, v in terms.items()}
 

@@ -28,6 +28,7 @@ class Pix2PixMethodConfig(MethodConfig):
     not_applicable: ClassVar[dict[str, str]] = {
         "loss.lambda_cycle": "it has no cycle",
         "loss.lambda_identity": "it has no identity term",
+        "loss.lambda_tone": "its L1 term to the target already sets the tones",
         "train.pool_size": "its discriminator sees each pair as it is made, without an image buffer",
     }
 
@@ -35,11 +36,6 @@ class Pix2PixMethodConfig(MethodConfig):
     def validate(cls, cfg: DictConfig) -> None:
         if cfg.method.lambda_L1 < 0:
             raise ConfigError(f"method.lambda_L1 must be >= 0, got {cfg.method.lambda_L1}")
-        if cfg.loss.lambda_tone:
-            raise ConfigError(
-                "loss.lambda_tone does not apply to method=pix2pix (its L1 term to the target "
-                "already sets the tones): remove it"
-            )
         if cfg.loss.r1_gamma:
             raise ConfigError(
                 "loss.r1_gamma does not apply to method=pix2pix (its discriminator scores pairs, "

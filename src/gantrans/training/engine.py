@@ -265,7 +265,8 @@ def build_training(
     method.lambda_mask = float(cfg.loss.lambda_mask)
     method.mask_area = None if cfg.loss.mask_area is None else float(cfg.loss.mask_area)
     method.lambda_mask_tv = float(cfg.loss.lambda_mask_tv)
-    method.lambda_tone, method.tone_cells = float(cfg.loss.lambda_tone), int(cfg.loss.tone_cells)
+    method.lambda_tone = float(cfg.loss.lambda_tone or 0)  # null: off
+    method.tone_cells = int(cfg.loss.tone_cells)
     if di.enabled and device.type == "cuda":
         method = torch.nn.SyncBatchNorm.convert_sync_batchnorm(method)  # no-op without batch norm
     method.to(device)
