@@ -23,10 +23,15 @@ import sys
 from pathlib import Path
 
 import torch
-from PIL import Image
-from torchvision.transforms.functional import pil_to_tensor
 
-EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
+from gantrans.data.imageio import (
+    IMAGE_EXTENSIONS,
+    DataError,
+    list_images,
+    open_image,
+    pil_to_tensor,
+)
+
 BANDS = 8  # radial bands from 0 to the Nyquist frequency, the corners (beyond it) a ninth
 
 
@@ -38,13 +43,10 @@ def load_grey(folder: Path) -> torch.Tensor:
     """(N, S, S) grey levels in [-1, 1] of the images of a folder (not recursive)."""
     if not folder.is_dir():
         raise SpectrumError(f"{folder} is not a folder")
-    paths = [p for p in sorted(folder.iterdir()) if p.suffix.lower() in EXTENSIONS]
+    paths = list_images(folder)
     if not paths:
-        raise SpectrumError(f"{folder} holds no images ({', '.join(sorted(EXTENSIONS))})")
-    images = []
-    for path in paths:
-        with Image.open(path) as im:
-            images.append(pil_to_tensor(im.convert("L"))[0].float() / 127.5 - 1)
+        raise SpectrumError(f"{folder} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
+    images = [pil_to_tensor(open_image(path, channels=1))[0] for path in paths]
     sizes = {tuple(im.shape) for im in images}
     if len(sizes) > 1 or images[0].shape[0] != images[0].shape[1]:
         raise SpectrumError(f"{folder}: the images must be square and of one size, got {sizes}")
@@ -99,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
                     f"{ref_images.shape[-1]} px; resize them to one size first"
                 )
             rows[str(folder)] = relative_spectrum(power_spectrum(images), reference)
-    except SpectrumError as err:
+    except (SpectrumError, DataError) as err:
         print(f"spectrum: error: {err}", file=sys.stderr)
         return 2
     columns = list(next(iter(rows.values())))

@@ -293,7 +293,11 @@ def _downsampling(input_nc: int, ngf: int, norm_layer: NormLayer, bias: bool) ->
 
 
 def _upsampling(
-    ngf: int, norm_layer: NormLayer, bias: bool, mode: str = "transpose", padding_type: str = "reflect"
+    ngf: int,
+    norm_layer: NormLayer,
+    bias: bool,
+    mode: str = "transpose",
+    padding_type: str = "reflect",
 ) -> list[nn.Module]:
     """Two doublings of the side: (N, 4 ngf, H/4, W/4) -> (N, ngf, H, W).
 
